@@ -1,0 +1,202 @@
+"""The ``deepshrink`` command line: a thin layer over the Python API.
+
+User mistakes (unknown model, missing data, bad values) print one ``error:`` line on stderr and
+exit with code 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deepshrink.errors import ConfigError, DeepshrinkError
+
+_PATH = click.Path(path_type=Path)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="deepshrink")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def app(verbose: bool, quiet: bool) -> None:
+    """Make trained PyTorch networks small and fast, and measure it."""
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(show_path=False, show_time=False, console=_console(stderr=True))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    logging.getLogger("deepshrink").setLevel(level)
+
+
+def data_options(function: Any) -> Any:
+    """``--data`` and ``--data-root``, shared by the commands that read a dataset."""
+    function = click.option(
+        "--data-root", type=_PATH, help="Dataset folder (default: $DEEPSHRINK_DATA, then cache)."
+    )(function)
+    return click.option(
+        "--data", "data_name", default="mnist", show_default=True,
+        help="Dataset: mnist, fashion-mnist, cifar10, digits.",
+    )(function)  # fmt: skip
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the model zoo."""
+    from rich.table import Table
+
+    from deepshrink import zoo
+    from deepshrink.eval import count_parameters
+
+    table = Table("model", "params", "input", "description")
+    for name in zoo.list():
+        model = zoo.create(name)
+        shape = "×".join(str(d) for d in model.input_shape)
+        table.add_row(name, f"{count_parameters(model):,}", shape, zoo.describe(name))
+    _console().print(table)
+
+
+@app.command("info")
+@click.argument("model")
+def info_command(model: str) -> None:
+    """Show MODEL's layers: type, weight shape, parameters and MACs (batch 1)."""
+    from rich.table import Table
+
+    from deepshrink import zoo
+    from deepshrink.eval import count_macs, count_parameters, per_layer_macs
+
+    net = zoo.create(model)
+    inputs = net.example_inputs()
+    macs = per_layer_macs(net, inputs)
+    table = Table("layer", "type", "weight shape", "params", "MACs", title=model)
+    for name, module in net.named_modules():
+        if not name or any(True for _ in module.children()):
+            continue
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        weight = getattr(module, "weight", None)
+        shape = "×".join(str(d) for d in weight.shape) if weight is not None else ""
+        table.add_row(name, type(module).__name__, shape, f"{params:,}", f"{macs.get(name, 0):,}")
+    console = _console()
+    console.print(table)
+    console.print(f"total: {count_parameters(net):,} params, {count_macs(net, inputs):,} MACs")
+
+
+def _load_data(name: str, root: Path | None, val_size: float = 0, seed: int = 0) -> Any:
+    from deepshrink import data
+
+    size: float = int(val_size) if val_size >= 1 else val_size
+    return data.load(name, root=root, val_size=size, seed=seed)
+
+
+def _check_fits(model: Any, model_name: str, dataset: Any) -> None:
+    expected = tuple(getattr(model, "input_shape", ()))
+    given = tuple(dataset.input_shape)
+    if expected and expected != given:
+        shape = lambda s: "×".join(map(str, s))  # noqa: E731
+        raise ConfigError(
+            f"model {model_name!r} expects {shape(expected)} inputs but the data gives "
+            f"{shape(given)}; pick a model made for this dataset (deepshrink models)"
+        )
+
+
+@app.command("train")
+@click.argument("model")
+@data_options
+@click.option("--epochs", default=10, show_default=True, help="Passes over the training set.")
+@click.option("--out", type=_PATH, default=Path("runs/train"), show_default=True)
+@click.option("--lr", default=0.05, show_default=True, help="Peak learning rate.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, help="sgd, adam or adamw.")
+@click.option(
+    "--schedule", default="cosine", show_default=True, help="cosine, step, inv, constant."
+)
+@click.option("--weight-decay", default=5e-4, show_default=True)
+@click.option("--val-size", default=0.0, help="Validation split: a count or a fraction.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
+                  val_size: float, resume: bool, **settings: Any) -> None:  # fmt: skip
+    """Train zoo MODEL on a dataset; checkpoints go to OUT, then its Report is printed."""
+    import torch
+
+    from deepshrink import eval as ds_eval
+    from deepshrink import train, zoo
+
+    config = train.build_config(None, settings)
+    bundle = _load_data(data_name, data_root, val_size, config.seed)
+    torch.manual_seed(config.seed)
+    net = zoo.create(model, num_classes=bundle.num_classes)
+    _check_fits(net, model, bundle)
+    train.fit(net, bundle, config, checkpoint_dir=out / "state", resume=resume)
+    result = ds_eval.report(net, bundle.test, name=model, threads=config.threads)
+    metadata = {"data": data_name, "report": result.to_dict(), "fit": config.model_dump()}
+    path = train.save_checkpoint(net, out / "model", metadata=metadata)
+    _console().print(result.to_markdown())
+    _console().print(f"saved {path}")
+
+
+@app.command("eval")
+@click.argument("checkpoint", type=_PATH)
+@data_options
+@click.option("--latency/--no-latency", default=True, help="Measure CPU latency.")
+@click.option("--threads", type=int, help="torch CPU threads for latency.")
+def eval_command(checkpoint: Path, data_name: str, data_root: Path | None, latency: bool,
+                 threads: int | None) -> None:  # fmt: skip
+    """Evaluate CHECKPOINT (.safetensors + .json): accuracy, size, params, MACs, latency."""
+    from deepshrink import eval as ds_eval
+    from deepshrink import train
+
+    net, sidecar = train.load_checkpoint(checkpoint)
+    bundle = _load_data(data_name, data_root)
+    name = (sidecar.get("arch") or {}).get("name", checkpoint.stem)
+    _check_fits(net, name, bundle)
+    result = ds_eval.report(
+        net, bundle.test, name=name, file=checkpoint, latency=latency, threads=threads
+    )
+    _console().print(result.to_markdown())
+
+
+@app.command("demo")
+@click.option("--out", type=_PATH, default=Path("runs/demo"), show_default=True)
+@click.option("--epochs", default=30, show_default=True, help="Training epochs.")
+def demo_command(out: Path, epochs: int) -> None:
+    """Train the demo model on scikit-learn's bundled 8×8 digits (no files needed) and report."""
+    from deepshrink.demo import run_demo
+
+    outcome = run_demo(out, epochs=epochs)
+    console = _console()
+    console.print(outcome.markdown)
+    console.print(f"run folder: {out} (checkpoint, metrics.json, report.md)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deepshrink`` console script; returns the exit code."""
+    try:
+        result = app.main(args=argv, prog_name="deepshrink", standalone_mode=False)
+    except DeepshrinkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Before/after comparison of two :class:`~deepshrink.eval.report.Report` objects.
+
+Every ratio is ``before / after``, so a number above 1 means the compressed model is smaller or
+faster; accuracy changes are ``after - before`` in percentage points. A ratio is ``None`` when
+either side is missing or zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from deepshrink.eval import _units
+from deepshrink.eval.report import LARGE_BATCH, Report
+
+__all__ = ["Comparison", "compare"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Ratios (before / after) and accuracy changes (percentage points) between two reports."""
+
+    before: Report
+    after: Report
+    compression: float | None
+    dense_compression: float | None
+    gzip_compression: float | None
+    parameters_ratio: float | None
+    nonzero_ratio: float | None
+    macs_ratio: float | None
+    speedup_batch1: float | None
+    speedup_batch64: float | None
+    accuracy_delta: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Both reports and every ratio as a plain dict."""
+        return dataclasses.asdict(self)
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """``(metric, before, after, change)`` rows of :meth:`to_markdown`."""
+        b, a = self.before, self.after
+        fewer, smaller, faster = ("fewer", "more"), ("smaller", "larger"), ("faster", "slower")
+        sparsity_delta = 100 * (a.sparsity - b.sparsity)
+        table = [
+            ("top-1 accuracy", _units.percent, b.accuracy, a.accuracy,
+             _units.points(self.accuracy_delta)),
+            ("parameters", _units.count, b.parameters, a.parameters,
+             _units.ratio(self.parameters_ratio, *fewer)),
+            ("non-zero parameters", _units.count, b.nonzero_parameters, a.nonzero_parameters,
+             _units.ratio(self.nonzero_ratio, *fewer)),
+            ("sparsity", _units.percent, b.sparsity, a.sparsity, _units.points(sparsity_delta)),
+            ("MACs (batch 1)", _units.macs, b.macs, a.macs, _units.ratio(self.macs_ratio, *fewer)),
+            ("dense fp32 size", _units.size, b.dense_bytes, a.dense_bytes,
+             _units.ratio(self.dense_compression, *smaller)),
+            ("file size", _units.size, b.file_bytes, a.file_bytes,
+             _units.ratio(self.compression, *smaller)),
+            ("gzip size", _units.size, b.gzip_bytes, a.gzip_bytes,
+             _units.ratio(self.gzip_compression, *smaller)),
+            ("latency, batch 1", _units.milliseconds, b.latency_ms_batch1, a.latency_ms_batch1,
+             _units.ratio(self.speedup_batch1, *faster)),
+            (f"latency, batch {LARGE_BATCH}", _units.milliseconds, b.latency_ms_batch64,
+             a.latency_ms_batch64, _units.ratio(self.speedup_batch64, *faster)),
+        ]  # fmt: skip
+        return [(label, show(x), show(y), change) for label, show, x, y, change in table]
+
+    def to_markdown(self) -> str:
+        """A Markdown table: metric | before | after | change."""
+        return _units.table(("metric", "before", "after", "change"), self.rows())
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def compare(before: Report, after: Report) -> Comparison:
+    """Ratios ``before / after`` of sizes, counts and latency, and the accuracy change.
+
+    >>> base = Report(parameters=1000, nonzero_parameters=1000, macs=500, dense_bytes=4000,
+    ...               file_bytes=4100, gzip_bytes=3900, accuracy=0.98)
+    >>> small = Report(parameters=1000, nonzero_parameters=100, macs=500, dense_bytes=4000,
+    ...                file_bytes=410, gzip_bytes=390, accuracy=0.975)
+    >>> result = compare(base, small)
+    >>> result.compression, result.nonzero_ratio, round(result.accuracy_delta, 2)
+    (10.0, 10.0, -0.5)
+    """
+    if before.threads != after.threads and None not in (before.threads, after.threads):
+        logger.warning(
+            "latency measured on %s threads before and %s after; speedups are not like for like",
+            before.threads,
+            after.threads,
+        )
+    return Comparison(
+        before=before,
+        after=after,
+        compression=_ratio(before.file_bytes, after.file_bytes),
+        dense_compression=_ratio(before.dense_bytes, after.dense_bytes),
+        gzip_compression=_ratio(before.gzip_bytes, after.gzip_bytes),
+        parameters_ratio=_ratio(before.parameters, after.parameters),
+        nonzero_ratio=_ratio(before.nonzero_parameters, after.nonzero_parameters),
+        macs_ratio=_ratio(before.macs, after.macs),
+        speedup_batch1=_ratio(before.latency_ms_batch1, after.latency_ms_batch1),
+        speedup_batch64=_ratio(before.latency_ms_batch64, after.latency_ms_batch64),
+        accuracy_delta=_points(before.accuracy, after.accuracy),
+    )
+
+
+def _ratio(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None or before == 0 or after == 0:
+        return None
+    return before / after
+
+
+def _points(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else 100 * (after - before)

@@ -1,0 +1,1 @@
+"""deepshrink.prune."""

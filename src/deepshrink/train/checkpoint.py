@@ -1,0 +1,142 @@
+"""Checkpoints: tensors in safetensors, everything else in a JSON sidecar. Nothing is pickled.
+
+A checkpoint ``model.safetensors`` has a sidecar ``model.json``::
+
+    {"format": "deepshrink-checkpoint", "version": 1,
+     "arch": {"name": "lenet5", "kwargs": {}},      # how to rebuild the module (zoo models)
+     "metadata": {...},                              # free-form, e.g. accuracy, data set
+     "training": {...}}                              # only in resumable training checkpoints
+
+A training checkpoint adds ``<stem>.optim.safetensors`` with the optimizer's tensors and the
+random-number-generator states, so training resumes bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensor_bytes
+from safetensors.torch import save as save_tensor_bytes
+from torch import nn
+
+from deepshrink._io import atomic_write_bytes, atomic_write_json
+from deepshrink.errors import ConfigError, DeepshrinkError, FormatError
+
+FORMAT_NAME = "deepshrink-checkpoint"
+FORMAT_VERSION = 1
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def _tensor_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".safetensors" else path.with_suffix(".safetensors")
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached contiguous CPU tensors; a storage seen twice is cloned (safetensors needs that)."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in tensors.items():
+        t = value.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        out[key] = t.clone() if ptr in seen and t.numel() else t
+        seen.add(ptr)
+    return out
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write_bytes(path, save_tensor_bytes(_unshared(tensors)))
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise DeepshrinkError(f"checkpoint file {path} does not exist")
+    try:
+        return load_tensor_bytes(path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise FormatError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    metadata: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s state to ``path`` (``.safetensors``) and its JSON sidecar; return path.
+
+    >>> import tempfile, pathlib
+    >>> p = save_checkpoint(nn.Linear(2, 2), pathlib.Path(tempfile.mkdtemp()) / "m")
+    >>> p.name, sidecar_path(p).exists()
+    ('m.safetensors', True)
+    """
+    from deepshrink.zoo import arch_of
+
+    target = _tensor_path(path)
+    write_tensors(target, model.state_dict())
+    sidecar: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "arch": arch_of(model),
+        "metadata": metadata or {},
+    }
+    if training is not None:
+        sidecar["training"] = training
+    atomic_write_json(sidecar_path(target), sidecar)
+    return target
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint's JSON sidecar."""
+    side = sidecar_path(_tensor_path(path))
+    if not side.is_file():
+        raise DeepshrinkError(
+            f"checkpoint sidecar {side} does not exist; a deepshrink checkpoint is a "
+            ".safetensors file with a .json file of the same name beside it"
+        )
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{side} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise FormatError(f"{side} is not a deepshrink checkpoint sidecar (no 'format' tag)")
+    if data.get("version") != FORMAT_VERSION:
+        raise FormatError(
+            f"{side} has checkpoint version {data.get('version')!r}; this deepshrink reads "
+            f"version {FORMAT_VERSION}"
+        )
+    return data
+
+
+def load_checkpoint(
+    path: str | Path, model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint into ``model`` (or a zoo model rebuilt from the sidecar).
+
+    Returns the model and the sidecar dictionary.
+    """
+    sidecar = read_sidecar(path)
+    if model is None:
+        arch = sidecar.get("arch")
+        if not arch:
+            raise ConfigError(
+                f"{path} was saved from a model outside the zoo; pass the model to load into"
+            )
+        from deepshrink.zoo import create
+
+        model = create(arch["name"], **arch.get("kwargs", {}))
+    state = read_tensors(_tensor_path(path))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise FormatError(f"{path} does not fit the model: {exc}") from exc
+    return model, sidecar

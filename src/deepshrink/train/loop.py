@@ -1,0 +1,367 @@
+"""The training loop: :func:`fit` with schedules, hooks, checkpoints and bit-exact resume."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deepshrink.data.dataset import ArrayDataset
+from deepshrink.errors import ConfigError
+from deepshrink.train.checkpoint import load_checkpoint, read_sidecar, save_checkpoint
+from deepshrink.train.config import FitConfig, build_config, lr_factor
+from deepshrink.train.evaluation import evaluate
+from deepshrink.train.state import load_training_tensors, save_training_tensors
+
+logger = logging.getLogger(__name__)
+
+LAST = "last.safetensors"
+
+
+@dataclass
+class StepContext:
+    """What a loss hook or callback sees at one optimizer step."""
+
+    model: nn.Module
+    inputs: Tensor
+    targets: Tensor
+    logits: Tensor
+    loss: Tensor
+    epoch: int
+    step: int
+
+
+#: A loss hook returns a term added to the loss (e.g. distillation, an L1 penalty on BN scales).
+LossHook = Callable[[StepContext], Tensor]
+
+
+class Callback:
+    """Override what you need. ``on_epoch_end`` returning True stops training."""
+
+    def on_step_end(self, context: StepContext) -> None:
+        """Called after each optimizer step (e.g. to re-apply pruning masks)."""
+
+    def on_epoch_end(self, record: EpochRecord, model: nn.Module) -> bool | None:
+        """Called after each epoch's evaluation and checkpoint."""
+        return None
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    eval_accuracy: float | None
+    eval_loss: float | None
+    eval_split: str | None
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch records of a :func:`fit` run."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def last(self) -> EpochRecord | None:
+        return self.records[-1] if self.records else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": [asdict(r) for r in self.records], "stopped_early": self.stopped_early}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls([EpochRecord(**r) for r in data["records"]], data.get("stopped_early", False))
+
+
+def _splits(data: Any) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset | None, str]:
+    if isinstance(data, torch.utils.data.Dataset):
+        return data, None, ""
+    if getattr(data, "val", None) is not None:
+        return data.train, data.val, "val"
+    return data.train, getattr(data, "test", None), "test"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {name!r} is not a torch device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this torch sees no CUDA GPU")
+    return device
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(threads)``, restoring the old value after."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def make_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _train_batches(
+    dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[Tensor, Tensor]]:
+    drop_last = len(dataset) > batch_size  # never a 1-sample batch for BatchNorm
+    if isinstance(dataset, ArrayDataset):
+        yield from dataset.iter_batches(
+            batch_size, shuffle=True, generator=generator, drop_last=drop_last
+        )
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=drop_last
+    )
+    yield from loader
+
+
+def steps_per_epoch(dataset_size: int, batch_size: int) -> int:
+    if dataset_size > batch_size:
+        return dataset_size // batch_size
+    return 1 if dataset_size else 0
+
+
+class _Trainer:
+    """State of one :func:`fit` run: model, optimizer, RNG and step counter."""
+
+    def __init__(self, model: nn.Module, config: FitConfig, data: Any, device: torch.device):
+        self.model, self.config, self.device = model, config, device
+        self.train_set, self.eval_set, self.eval_split = _splits(data)
+        self.hooks: Sequence[LossHook] = ()
+        self.callbacks: Sequence[Callback] = ()
+        self.directory: Path | None = None
+        self.optimizer = make_optimizer(model, config)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.steps = steps_per_epoch(len(self.train_set), config.batch_size)
+        self.total_steps = self.steps * config.epochs
+        self.step = 0
+
+    def set_lr(self) -> float:
+        lr = self.config.lr * lr_factor(self.config, self.step, self.total_steps, self.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_step(self, x: Tensor, y: Tensor, epoch: int) -> StepContext:
+        self.set_lr()
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        context = StepContext(self.model, x, y, logits, loss, epoch, self.step)
+        total = loss + sum(
+            (hook(context) for hook in self.hooks), torch.zeros((), device=self.device)
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return context
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float]:
+    task = None
+    if bar is not None:
+        task = bar.add_task(
+            f"epoch {epoch}/{trainer.config.epochs}", total=trainer.steps, status=""
+        )
+    loss_sum, correct, seen = 0.0, 0, 0
+    trainer.model.train()
+    for x, y in _train_batches(trainer.train_set, trainer.config.batch_size, trainer.generator):
+        context = trainer.train_step(x, y, epoch)
+        for callback in trainer.callbacks:
+            callback.on_step_end(context)
+        n = int(context.targets.numel())
+        loss_sum += float(context.loss.detach()) * n
+        correct += int((context.logits.detach().argmax(1) == context.targets).sum())
+        seen += n
+        if task is not None:
+            bar.update(
+                task, advance=1, status=f"loss {loss_sum / seen:.4f} acc {correct / seen:.2%}"
+            )
+    if task is not None:
+        bar.remove_task(task)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def _save_state(
+    directory: Path, trainer: _Trainer, epoch: int, history: History, best: float | None
+) -> None:
+    structure = save_training_tensors(directory / LAST, trainer.optimizer, trainer.generator)
+    training = {
+        "epoch": epoch,
+        "step": trainer.step,
+        "config": trainer.config.model_dump(),
+        "history": history.to_dict(),
+        "best_accuracy": best,
+        "optimizer": structure,
+    }
+    save_checkpoint(trainer.model, directory / LAST, training=training)
+
+
+_RESUMABLE_CHANGES = {"epochs", "threads", "device", "patience"}
+
+
+def _restore_state(directory: Path, trainer: _Trainer) -> tuple[int, History, float | None]:
+    """Load ``directory/last.*``; return (epochs done, history, best accuracy)."""
+    training = read_sidecar(directory / LAST).get("training")
+    if training is None:
+        raise ConfigError(f"{directory / LAST} is not a training checkpoint; cannot resume")
+    saved = FitConfig(**training["config"]).model_dump()
+    changed = sorted(
+        k
+        for k, v in trainer.config.model_dump().items()
+        if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+    )
+    if changed:
+        diffs = ", ".join(
+            f"{k}: {saved.get(k)!r} → {getattr(trainer.config, k)!r}" for k in changed
+        )
+        raise ConfigError(
+            f"cannot resume from {directory}: settings differ from the interrupted run ({diffs})"
+        )
+    load_checkpoint(directory / LAST, trainer.model)
+    load_training_tensors(
+        directory / LAST, trainer.optimizer, trainer.generator, training["optimizer"]
+    )
+    trainer.step = int(training["step"])
+    return int(training["epoch"]), History.from_dict(training["history"]), training["best_accuracy"]
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    config: FitConfig | None = None,
+    *,
+    loss_hooks: Sequence[LossHook] = (),
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> History:
+    """Train ``model`` in place on ``data`` (a :class:`deepshrink.data.Data` or a Dataset).
+
+    Settings come from ``config`` and keyword ``overrides`` (see :class:`FitConfig`). After each
+    epoch the model is evaluated on ``data.val`` (or ``data.test`` when there is no val split).
+    With ``checkpoint_dir`` the full training state is saved every epoch, and ``resume=True``
+    continues an interrupted run from there, bit for bit.
+
+    >>> from deepshrink.data.dataset import ArrayDataset
+    >>> data = ArrayDataset(torch.rand(64, 1, 2, 2), torch.randint(0, 2, (64,)))
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    >>> len(fit(model, data, epochs=2, batch_size=16, progress=False).records)
+    2
+    """
+    config = build_config(config, overrides)
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume=True needs checkpoint_dir, where the interrupted run saved it")
+    device = resolve_device(config.device)
+    model.to(device)
+    with num_threads(config.threads):
+        trainer = _Trainer(model, config, data, device)
+        if config.patience is not None and trainer.eval_split != "val":
+            raise ConfigError("patience (early stopping) needs a validation split: set val_size")
+        trainer.hooks, trainer.callbacks = tuple(loss_hooks), tuple(callbacks)
+        trainer.directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        history, best, start = History(), None, 0
+        if resume and trainer.directory is not None and (trainer.directory / LAST).is_file():
+            start, history, best = _restore_state(trainer.directory, trainer)
+            logger.info("resuming from %s after epoch %d", trainer.directory, start)
+        else:
+            torch.manual_seed(config.seed)
+        with _progress(progress) as bar:
+            _epochs(trainer, start, history, best, bar)
+    model.eval()
+    return history
+
+
+def _epochs(trainer: _Trainer, start: int, history: History, best: float | None, bar: Any) -> None:
+    config = trainer.config
+    stale = 0
+    for epoch in range(start + 1, config.epochs + 1):
+        began = time.perf_counter()
+        lr = trainer.set_lr()
+        loss, accuracy = _run_epoch(trainer, epoch, bar)
+        result = evaluate(trainer.model, trainer.eval_set) if trainer.eval_set is not None else None
+        record = EpochRecord(
+            epoch, lr, loss, accuracy,
+            result.top1 if result else None, result.loss if result else None,
+            trainer.eval_split or None, time.perf_counter() - began,
+        )  # fmt: skip
+        history.records.append(record)
+        logger.info(_describe(record, config.epochs))
+        improved = result is not None and (best is None or result.top1 > best)
+        best = result.top1 if improved and result else best
+        stale = 0 if improved else stale + 1
+        if trainer.directory is not None:
+            _save_state(trainer.directory, trainer, epoch, history, best)
+        stop = any(cb.on_epoch_end(record, trainer.model) for cb in trainer.callbacks)
+        if stop or (config.patience is not None and stale >= config.patience):
+            history.stopped_early = epoch < config.epochs
+            break
+
+
+def _describe(record: EpochRecord, epochs: int) -> str:
+    text = (
+        f"epoch {record.epoch}/{epochs}: lr {record.lr:.4g} train loss {record.train_loss:.4f} "
+        f"acc {record.train_accuracy:.2%}"
+    )
+    if record.eval_accuracy is not None:
+        text += f", {record.eval_split} loss {record.eval_loss:.4f} acc {record.eval_accuracy:.2%}"
+    return text + f" ({record.seconds:.1f}s)"

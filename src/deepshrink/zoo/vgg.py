@@ -1,0 +1,93 @@
+"""VGG-16 with batch normalisation for CIFAR, the model of L1 filter pruning and network slimming.
+
+Convolutions are 3x3, padding 1, without bias (the BN after each one makes a bias redundant),
+as in the PyTorch code of Liu et al. 2019 "Rethinking the value of network pruning" that
+reproduces both Li et al. 2017 and Liu et al. 2017. Modules are named, not numbered:
+``features.conv1 .. features.conv13`` with ``bn``/``relu`` of the same number and
+``features.pool1 .. features.pool5``; the classifier is ``classifier.fc1, bn1, relu1, fc2``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from deepshrink.zoo.base import ZooModel, init_weights
+from deepshrink.zoo.registry import register
+
+__all__ = ["VGG16_CONFIG", "CifarVGG", "vgg16_cifar"]
+
+CIFAR_SHAPE = (3, 32, 32)
+VGG16_CONFIG: tuple[int | str, ...] = (
+    *(64, 64, "M"),
+    *(128, 128, "M"),
+    *(256, 256, 256, "M"),
+    *(512, 512, 512, "M"),
+    *(512, 512, 512, "M"),
+)
+"""Output channels of each 3x3 convolution; ``"M"`` is a 2x2 max pooling."""
+
+
+def make_features(config: Sequence[int | str], in_channels: int = 3) -> nn.Sequential:
+    """Conv-BN-ReLU layers and max pools from a VGG configuration, with readable names.
+
+    >>> list(make_features([8, "M"]).state_dict())[:2]
+    ['conv1.weight', 'bn1.weight']
+    """
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    conv_count = pool_count = 0
+    for item in config:
+        if item == "M":
+            pool_count += 1
+            layers[f"pool{pool_count}"] = nn.MaxPool2d(2)
+            continue
+        conv_count += 1
+        channels = int(item)
+        layers[f"conv{conv_count}"] = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
+        layers[f"bn{conv_count}"] = nn.BatchNorm2d(channels)
+        layers[f"relu{conv_count}"] = nn.ReLU()
+        in_channels = channels
+    return nn.Sequential(layers)
+
+
+class CifarVGG(ZooModel):
+    """VGG-16-BN for CIFAR with Li et al. 2017's classifier: Linear(512, 512), BN1d, ReLU, Linear.
+
+    After five poolings a 32x32 input is 1x1, so the classifier sees 512 features. The
+    ``BatchNorm1d`` in the classifier needs a batch of at least 2 in training mode.
+
+    >>> model = CifarVGG()
+    >>> model.eval()(*model.example_inputs()).shape
+    torch.Size([1, 10])
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__(CIFAR_SHAPE, num_classes)
+        self.features = make_features(VGG16_CONFIG)
+        self.flatten = nn.Flatten()
+        width = int(VGG16_CONFIG[-2])
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                fc1=nn.Linear(width, 512),
+                bn1=nn.BatchNorm1d(512),
+                relu1=nn.ReLU(),
+                fc2=nn.Linear(512, num_classes),
+            )
+        )
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.features(x)))
+
+
+@register("vgg16_cifar")
+def vgg16_cifar(num_classes: int = 10) -> CifarVGG:
+    """VGG-16 with BN for CIFAR (Li et al. 2017; Liu et al. 2017): 13 convs, 512-512-10 classifier.
+
+    >>> sum(p.numel() for p in vgg16_cifar().parameters())
+    14987722
+    """
+    return CifarVGG(num_classes=num_classes)
