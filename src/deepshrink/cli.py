@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        return 0
     except click.ClickException as exc:
         print(f"error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code

@@ -1,43 +1,14 @@
-"""Fixtures for the data tests: the shared real datasets, loaded once per session."""
+"""Fixtures for the data tests: small IDX and CIFAR files made on the fly."""
 
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-import deepshrink.data as dsdata
-
-
-def _shared_root() -> Path:
-    from_env = os.environ.get("DEEPSHRINK_DATA")
-    if from_env:
-        return Path(from_env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-
-
-@pytest.fixture(scope="session")
-def shared_root() -> Path:
-    """The folder holding the real dataset files (mnist/, fashion-mnist/, cifar10/)."""
-    root = _shared_root()
-    if not (root / "mnist").is_dir():
-        pytest.skip(f"real datasets not found at {root}; set DEEPSHRINK_DATA")
-    return root
-
-
-@pytest.fixture(scope="session")
-def mnist(shared_root: Path) -> dsdata.Data:
-    return dsdata.load("mnist", shared_root)
-
-
-@pytest.fixture(scope="session")
-def cifar10(shared_root: Path) -> dsdata.Data:
-    return dsdata.load("cifar10", shared_root)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -209,7 +209,7 @@ def _cifar_paths(root: Path, root_arg: Root, download: bool) -> list[Path]:
     if missing:
         hint = (
             "(also accepted: the official names data_batch_1 … data_batch_5 and test_batch, "
-            f"plain or .gz, in {folders[0]} or in a cifar-10-batches-py/ folder)\n"
+            f"plain or .gz, in {folders[0]} or in a cifar-10-batches-py/ folder). "
         )
         raise sources.missing_files_error("cifar10", folders[0], missing, root_arg, hint)
     return found  # type: ignore[return-value]

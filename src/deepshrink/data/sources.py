@@ -177,12 +177,13 @@ def missing_files_error(
     dataset: str, folder: Path, missing: Iterable[str], root_arg: object, hint: str = ""
 ) -> DataError:
     """A :class:`DataError` listing the files not found and the three ways to fix it."""
-    listing = "\n".join(f"  {folder / name}" for name in missing)
+    listing = ", ".join(missing)
     return DataError(
-        f"{dataset}: files not found in {folder} (root from {describe_root(root_arg)}):\n"
-        f"{listing}\n{hint}"
-        f"Fix: pass root= a folder holding {folder.name}/, set {ENVIRONMENT_VARIABLE} to it, "
-        f"or pass download=True to fetch the official files into {folder.parent}"
+        f"{dataset}: files not found in {folder} (root from {describe_root(root_arg)}): "
+        f"{listing}. {hint}"
+        f"Fix: pass root= (CLI: --data-root) a folder holding {folder.name}/, set "
+        f"{ENVIRONMENT_VARIABLE} to it, or pass download=True to fetch the official files "
+        f"into {folder.parent}"
     )
 
 
