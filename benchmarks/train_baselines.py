@@ -78,8 +78,10 @@ def main() -> None:
             meta = {k: v for k, v in row.items() if k != "model"}
             ds.train.save_checkpoint(model, ASSETS / name, metadata=meta)
         rows.append(row)
-        print(f"{name:10s} {row['data']:14s} acc {row['accuracy']:.2%} "
-              f"err {row['error']:.2%} ({row['epochs_run']} epochs, {row['train_seconds']}s)")
+        print(
+            f"{name:10s} {row['data']:14s} acc {row['accuracy']:.2%} "
+            f"err {row['error']:.2%} ({row['epochs_run']} epochs, {row['train_seconds']}s)"
+        )
     path = write_result("baselines_" + "_".join(args.models), {"rows": rows})
     print(f"wrote {path}")
 

@@ -75,3 +75,33 @@ def test_truncated_or_mismatched_tensors(tmp_path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(FormatError, match="not a readable safetensors file"):
         load_checkpoint(path)
+
+
+def test_structure_record_is_replayed_on_load(tmp_path) -> None:
+    """A changed module tree is rebuilt from the sidecar before the weights are loaded."""
+    from deepshrink.graph import record, register_rebuilder, structure_of
+
+    def shrink(model: nn.Module, entry: dict) -> None:  # 100 hidden units → entry["units"]
+        model.fc2, model.fc3 = nn.Linear(300, entry["units"]), nn.Linear(entry["units"], 10)
+
+    register_rebuilder("test.shrink_fc2")(shrink)
+    model = zoo.create("lenet300").eval()
+    shrink(model, {"units": 40})
+    record(model, "test.shrink_fc2", units=40)
+    path = save_checkpoint(model, tmp_path / "changed")
+    with pytest.raises(FormatError, match="does not fit"):
+        load_checkpoint(path, zoo.create("lenet5"))
+    loaded, _ = load_checkpoint(path)
+    assert structure_of(loaded) == [{"kind": "test.shrink_fc2", "units": 40}]
+    (x,) = model.example_inputs(batch_size=3)
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_unknown_structure_kind_is_a_format_error(tmp_path) -> None:
+    from deepshrink.graph import record
+
+    model = zoo.create("lenet300")
+    record(model, "no.such.change")
+    path = save_checkpoint(model, tmp_path / "m")
+    with pytest.raises(FormatError, match="unknown structure change 'no.such.change'"):
+        load_checkpoint(path)

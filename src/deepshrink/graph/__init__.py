@@ -1,1 +1,7 @@
-"""deepshrink.graph."""
+"""Module-tree bookkeeping shared by the methods: structure records and their replay."""
+
+from __future__ import annotations
+
+from deepshrink.graph.structure import rebuild, record, register_rebuilder, structure_of
+
+__all__ = ["rebuild", "record", "register_rebuilder", "structure_of"]

@@ -4,6 +4,7 @@ A checkpoint ``model.safetensors`` has a sidecar ``model.json``::
 
     {"format": "deepshrink-checkpoint", "version": 1,
      "arch": {"name": "lenet5", "kwargs": {}},      # how to rebuild the module (zoo models)
+     "structure": [...],                             # module changes to replay (pruning, ...)
      "metadata": {...},                              # free-form, e.g. accuracy, data set
      "training": {...}}                              # only in resumable training checkpoints
 
@@ -79,6 +80,7 @@ def save_checkpoint(
     >>> p.name, sidecar_path(p).exists()
     ('m.safetensors', True)
     """
+    from deepshrink.graph import structure_of
     from deepshrink.zoo import arch_of
 
     target = _tensor_path(path)
@@ -87,6 +89,7 @@ def save_checkpoint(
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "arch": arch_of(model),
+        "structure": structure_of(model),
         "metadata": metadata or {},
     }
     if training is not None:
@@ -117,14 +120,31 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _match_structure(model: nn.Module, structure: list[dict[str, Any]], path: str | Path) -> None:
+    """Replay ``structure`` on an unchanged model; refuse a model changed differently."""
+    from deepshrink.graph import rebuild, structure_of
+
+    current = structure_of(model)
+    if current == structure:
+        return
+    if current:
+        raise FormatError(
+            f"{path} holds a model with other structure changes than the model given "
+            f"({len(structure)} vs {len(current)} changes); pass an unchanged model or none"
+        )
+    rebuild(model, structure)
+
+
 def load_checkpoint(
     path: str | Path, model: nn.Module | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint into ``model`` (or a zoo model rebuilt from the sidecar).
 
+    A rebuilt model first replays the sidecar's structure record (pruned or factorized layers).
     Returns the model and the sidecar dictionary.
     """
     sidecar = read_sidecar(path)
+    structure = sidecar.get("structure") or []
     if model is None:
         arch = sidecar.get("arch")
         if not arch:
@@ -134,6 +154,7 @@ def load_checkpoint(
         from deepshrink.zoo import create
 
         model = create(arch["name"], **arch.get("kwargs", {}))
+    _match_structure(model, structure, path)
     state = read_tensors(_tensor_path(path))
     try:
         model.load_state_dict(state, strict=True)
