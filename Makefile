@@ -1,5 +1,6 @@
 # deepshrink: `make demo` and `make test` set up .venv on first use and reuse it after.
 PYTHON ?= python3
+PYTEST_ARGS ?=
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
@@ -22,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/deepshrink demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

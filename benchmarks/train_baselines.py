@@ -33,7 +33,9 @@ RECIPES: dict[str, tuple[str, dict[str, Any], int]] = {
 }
 
 
-def train_one(name: str, epochs: int | None, threads: int | None, seed: int) -> dict[str, Any]:
+def train_one(
+    name: str, epochs: int | None, threads: int | None, seed: int, state: Path | None
+) -> dict[str, Any]:
     dataset, settings, shift = RECIPES[name]
     if epochs is not None:
         settings = {**settings, "epochs": epochs}
@@ -44,7 +46,10 @@ def train_one(name: str, epochs: int | None, threads: int | None, seed: int) -> 
     torch.manual_seed(seed)
     model = ds.zoo.create(name)
     began = time.perf_counter()
-    history = ds.train.fit(model, data, seed=seed, threads=threads, **settings)
+    history = ds.train.fit(
+        model, data, seed=seed, threads=threads, checkpoint_dir=state / name if state else None,
+        resume=state is not None, **settings,
+    )  # fmt: skip
     seconds = time.perf_counter() - began
     result = ds.train.evaluate(model, data.test)
     return {
@@ -68,11 +73,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", action="store_true", help="write checkpoints into assets/")
+    parser.add_argument("--state", type=Path, help="keep training state here; rerun to resume")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
     for name in args.models:
-        row = train_one(name, args.epochs, args.threads, args.seed)
+        row = train_one(name, args.epochs, args.threads, args.seed, args.state)
         model = row.pop("_model")
         if args.save:
             meta = {k: v for k, v in row.items() if k != "model"}
