@@ -9,13 +9,13 @@
 17226
 
 The subpackages: ``zoo`` (reference models), ``data`` (datasets), ``train`` (fit, evaluate,
-checkpoints) and ``eval`` (measurement and reports). ``import deepshrink`` stays light: no onnx,
-yaml, matplotlib or typer is imported here.
+checkpoints), ``eval`` (measurement and reports) and ``prune`` (weight and neuron pruning).
+``import deepshrink`` stays light: no onnx, yaml, matplotlib, click or scikit-learn here.
 """
 
 from __future__ import annotations
 
-from deepshrink import data, errors, eval, train, zoo
+from deepshrink import data, errors, eval, prune, train, zoo
 from deepshrink.errors import (
     ConfigError,
     DataError,
@@ -25,6 +25,7 @@ from deepshrink.errors import (
 )
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
+from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -34,6 +35,9 @@ __all__ = [
     "DataError",
     "DeepshrinkError",
     "FormatError",
+    "MagnitudePruning",
+    "NeuronPruning",
+    "PolynomialDecay",
     "Report",
     "UnknownNameError",
     "__version__",
@@ -42,8 +46,11 @@ __all__ = [
     "errors",
     "eval",
     "evaluate",
+    "finalize_",
     "fit",
     "load_checkpoint",
+    "prune",
+    "prune_",
     "save_checkpoint",
     "train",
     "zoo",

@@ -1,1 +1,68 @@
-"""deepshrink.prune."""
+"""Pruning: masks on weights or units, physical neuron removal, schedules and recovery.
+
+>>> import torch
+>>> from torch import nn
+>>> import deepshrink.prune as dp
+>>> model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+>>> _ = dp.prune_(model, dp.NeuronPruning(ratio=0.5))           # physically smaller
+>>> model[0]
+Linear(in_features=16, out_features=16, bias=True)
+>>> _ = dp.prune_(model, dp.MagnitudePruning(sparsity=0.75))    # masks, enforced in training
+>>> round(dp.sparsity(dp.finalize_(model)), 2)                   # masks made permanent
+0.75
+
+Methods (each a frozen config, applied by :func:`prune_`): :class:`MagnitudePruning`
+(unstructured, layer-wise or global, by sparsity or by ``quality × std``; ``criterion="random"``
+as a baseline) and :class:`NeuronPruning` (whole units of dense layers). Schedules:
+:class:`PolynomialDecay` (a :class:`deepshrink.train.Callback`) and :func:`iterative_prune`.
+Recovery: :func:`distillation_loss` (a loss hook for ``fit``) and :func:`lottery_ticket`.
+Importing this package registers the structure records (``"prune.mask"``, ``"prune.neurons"``)
+that let :func:`deepshrink.train.load_checkpoint` rebuild pruned models.
+"""
+
+from __future__ import annotations
+
+from deepshrink.prune import criteria
+from deepshrink.prune.api import prune_, register_method
+from deepshrink.prune.config import (
+    METHODS,
+    MagnitudePruning,
+    NeuronPruning,
+    PruneConfig,
+    pruning,
+)
+from deepshrink.prune.criteria import CRITERIA, register_criterion
+from deepshrink.prune.distill import distillation_loss
+from deepshrink.prune.lottery import LotteryTicket, lottery_ticket, rewind_
+from deepshrink.prune.masking import enforce_masks_, finalize_, iter_masks
+from deepshrink.prune.neuron import prune_neurons_
+from deepshrink.prune.schedules import IterativeStep, PolynomialDecay, iterative_prune
+from deepshrink.prune.unstructured import prune_magnitude_, sparsity, weight_counts
+
+register_method(MagnitudePruning, prune_magnitude_)
+register_method(NeuronPruning, prune_neurons_)
+
+__all__ = [
+    "CRITERIA",
+    "METHODS",
+    "IterativeStep",
+    "LotteryTicket",
+    "MagnitudePruning",
+    "NeuronPruning",
+    "PolynomialDecay",
+    "PruneConfig",
+    "criteria",
+    "distillation_loss",
+    "enforce_masks_",
+    "finalize_",
+    "iter_masks",
+    "iterative_prune",
+    "lottery_ticket",
+    "prune_",
+    "pruning",
+    "register_criterion",
+    "register_method",
+    "rewind_",
+    "sparsity",
+    "weight_counts",
+]
