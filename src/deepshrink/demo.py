@@ -37,10 +37,12 @@ def run_demo(out: str | Path, *, epochs: int = 30, seed: int = 0) -> DemoOutcome
     bundle = ds_data.load("digits", seed=seed)
     torch.manual_seed(seed)
     model = zoo.create("digits_mlp")
-    config = train.FitConfig(epochs=epochs, batch_size=64, lr=0.05, seed=seed)
+    # One thread: a model this small gains nothing from more, and on a busy machine extra
+    # threads only wait for each other.
+    config = train.FitConfig(epochs=epochs, batch_size=64, lr=0.05, seed=seed, threads=1)
     history = train.fit(model, bundle, config, progress=True)
     checkpoint = train.save_checkpoint(model, out / "digits_mlp", metadata={"data": "digits"})
-    result = ds_eval.report(model, bundle.test, name="digits_mlp", file=checkpoint)
+    result = ds_eval.report(model, bundle.test, name="digits_mlp", file=checkpoint, threads=1)
     markdown = result.to_markdown()
     atomic_write_json(
         out / "metrics.json", {"report": result.to_dict(), "history": history.to_dict()}
