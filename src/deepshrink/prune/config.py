@@ -17,40 +17,24 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
+from deepshrink._config import MethodConfig
 from deepshrink._registry import Registry
-from deepshrink.errors import ConfigError
 from deepshrink.prune.criteria import CRITERIA
 
 __all__ = ["METHODS", "MagnitudePruning", "NeuronPruning", "PruneConfig", "pruning"]
 
 
-class PruneConfig(BaseModel):
+class PruneConfig(MethodConfig):
     """Base of every pruning config: frozen, no unknown fields, errors as ConfigError."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     #: The name the method is registered under (``"magnitude"``, ``"neuron"``, ...).
     method: ClassVar[str] = ""
-
-    def __init__(self, **settings: Any) -> None:
-        try:
-            super().__init__(**settings)
-        except ValidationError as exc:
-            raise ConfigError(_message(type(self).__name__, exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a recipe entry: ``{"method": name, **settings}``."""
         return {"method": self.method, **self.model_dump(mode="json")}
-
-
-def _message(title: str, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    text = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "value_error":
-        return f"{title}: {text}"
-    return f"{title}.{where}: {text}, got {first['input']!r}"
 
 
 def check_fraction(field: str, value: float | None, meaning: str) -> None:
