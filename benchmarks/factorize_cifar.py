@@ -1,0 +1,147 @@
+"""Tucker-2 and CP on a CIFAR-10 ResNet-20: MACs, parameters, measured latency, accuracy.
+
+Each configuration factorizes the 3x3 convolutions of the residual blocks (the 3-channel stem
+is left alone) under a keep policy, fine-tunes briefly, and measures the whole network against
+the dense one in the same process (threads=1, median, batch 1 and 32). The per-layer decisions
+of the ``"faster"`` policy (latency of each layer on its real input at batch 1, dense vs
+factorized, in the same run) are kept in the JSON. Accuracy is on the CIFAR-10 test subset
+(first 1,000 images). Results go to ``benchmarks/results/factorize_cifar.json``.
+
+    DEEPSHRINK_DATA=/work/shared/datasets python benchmarks/factorize_cifar.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import write_result
+
+import deepshrink as ds
+from deepshrink.eval import count_macs, count_parameters, measure_latency
+from deepshrink.factorize import (
+    CPFactorization,
+    FactorizationConfig,
+    TuckerFactorization,
+    apply_plan_,
+    plan_factorization,
+)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+BLOCK_CONVS = "layer*.conv*"
+
+CONFIGS: dict[str, FactorizationConfig] = {
+    "tucker ×3, policy none": TuckerFactorization(compression=3, policy="none"),
+    "tucker ×3, policy faster": TuckerFactorization(compression=3, policy="faster"),
+    "cp ×3, policy none": CPFactorization(compression=3, policy="none"),
+    "cp ×3, policy faster": CPFactorization(compression=3, policy="faster"),
+}
+
+
+def baseline(args: argparse.Namespace, data: ds.data.Data) -> tuple[torch.nn.Module, str]:
+    path = ASSETS / f"{args.model}.safetensors"
+    if path.is_file():
+        return ds.train.load_checkpoint(path)[0], str(path.relative_to(ASSETS.parent))
+    cache = Path(args.cache)
+    if cache.is_file():
+        return ds.train.load_checkpoint(cache)[0], f"trained here ({cache})"
+    torch.manual_seed(0)
+    model = ds.zoo.create(args.model)
+    settings = dict(epochs=args.train_epochs, lr=0.1, weight_decay=5e-4, threads=args.threads)
+    ds.train.fit(model, data, progress=False, **settings)
+    ds.train.save_checkpoint(model, cache, metadata={"settings": settings})
+    return model, f"trained here: {settings}"
+
+
+def measure(model: torch.nn.Module) -> dict[str, Any]:
+    """Parameters, MACs per image and median latency (threads=1) at batch 1 and 32."""
+    (one,) = model.example_inputs(batch_size=1)
+    result = {"parameters": count_parameters(model), "macs": count_macs(model, one)}
+    for batch in (1, 32):
+        (x,) = model.example_inputs(batch_size=batch)
+        timing = measure_latency(model, x, threads=1, min_run_time=2.0)
+        result[f"latency_ms_batch{batch}"] = timing.median_ms
+    return result
+
+
+def run(label: str, config: FactorizationConfig, args: argparse.Namespace, data: Any) -> Any:
+    model, _ = baseline(args, data)
+    dense = measure(model)
+    plan = plan_factorization(model, config, include=BLOCK_CONVS)
+    apply_plan_(model, plan)
+    kept = [d.name for d in plan if d.accepted]
+    before = ds.train.evaluate(model, data.test).top1
+    began = time.perf_counter()
+    if kept and args.epochs:
+        ds.train.fit(
+            model, data, epochs=args.epochs, lr=args.lr, weight_decay=5e-4,
+            threads=args.threads, progress=False,
+        )  # fmt: skip
+    after = measure(model)
+    return {
+        "config": label,
+        "settings": config.to_dict(),
+        "layers_kept": len(kept),
+        "layers_refused": len(plan) - len(kept),
+        "decisions": [d.to_dict() for d in plan],
+        "dense": dense,
+        "factorized": after,
+        "accuracy_after_factorization": before,
+        "accuracy_after_finetune": ds.train.evaluate(model, data.test).top1,
+        "finetune_seconds": round(time.perf_counter() - began, 1),
+    }
+
+
+def print_table(rows: list[dict[str, Any]], dense_accuracy: float) -> None:
+    print(f"dense accuracy {dense_accuracy:.1%} (CIFAR-10 test subset, first 1,000 images)\n")
+    print(
+        "| configuration | layers kept / refused | params × | MACs × | ms b=1 dense → fact. | "
+        "× b=1 | ms b=32 dense → fact. | × b=32 | acc after fact. | acc fine-tuned |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        d, f = r["dense"], r["factorized"]
+        print(
+            f"| {r['config']} | {r['layers_kept']} / {r['layers_refused']} | "
+            f"{d['parameters'] / f['parameters']:.2f} | {d['macs'] / f['macs']:.2f} | "
+            f"{d['latency_ms_batch1']:.2f} → {f['latency_ms_batch1']:.2f} | "
+            f"{d['latency_ms_batch1'] / f['latency_ms_batch1']:.2f} | "
+            f"{d['latency_ms_batch32']:.1f} → {f['latency_ms_batch32']:.1f} | "
+            f"{d['latency_ms_batch32'] / f['latency_ms_batch32']:.2f} | "
+            f"{r['accuracy_after_factorization']:.1%} | {r['accuracy_after_finetune']:.1%} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs")
+    parser.add_argument("--lr", type=float, default=0.01, help="fine-tune peak lr (SGD, cosine)")
+    parser.add_argument("--threads", type=int, default=2, help="training threads")
+    parser.add_argument("--train-epochs", type=int, default=5, help="baseline without asset")
+    parser.add_argument("--cache", default="runs/factorize_cifar_baseline.safetensors")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    data = ds.data.load("cifar10")
+    model, source = baseline(args, data)
+    dense_accuracy = ds.train.evaluate(model, data.test).top1
+    rows = [run(label, CONFIGS[label], args, data) for label in args.configs]
+    payload = {
+        "baseline": source,
+        "test_set": "CIFAR-10 test subset (first 1,000 images)",
+        "accuracy_dense": dense_accuracy,
+        "settings": {k: v for k, v in vars(args).items() if k != "configs"},
+        "rows": rows,
+    }
+    path = write_result("factorize_cifar", payload)
+    print_table(rows, dense_accuracy)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
