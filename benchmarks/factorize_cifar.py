@@ -1,7 +1,8 @@
 """Tucker-2 and CP on a CIFAR-10 ResNet-20: MACs, parameters, measured latency, accuracy.
 
 Each configuration factorizes the 3x3 convolutions of the residual blocks (the 3-channel stem
-is left alone) under a keep policy, fine-tunes briefly, and measures the whole network against
+is left alone) under a keep policy, fine-tunes briefly (by default one epoch on a fixed
+10,000-image subset of the training set), and measures the whole network against
 the dense one in the same process (threads=1, median, batch 1 and 32). The per-layer decisions
 of the ``"faster"`` policy (latency of each layer on its real input at batch 1, dense vs
 factorized, in the same run) are kept in the JSON. Accuracy is on the CIFAR-10 test subset
@@ -43,6 +44,9 @@ CONFIGS: dict[str, FactorizationConfig] = {
 
 
 def baseline(args: argparse.Namespace, data: ds.data.Data) -> tuple[torch.nn.Module, str]:
+    """``--baseline``, else the committed asset, else a short run trained here (cached)."""
+    if args.baseline:
+        return ds.train.load_checkpoint(args.baseline)[0], args.baseline
     path = ASSETS / f"{args.model}.safetensors"
     if path.is_file():
         return ds.train.load_checkpoint(path)[0], str(path.relative_to(ASSETS.parent))
@@ -55,6 +59,14 @@ def baseline(args: argparse.Namespace, data: ds.data.Data) -> tuple[torch.nn.Mod
     ds.train.fit(model, data, progress=False, **settings)
     ds.train.save_checkpoint(model, cache, metadata={"settings": settings})
     return model, f"trained here: {settings}"
+
+
+def finetune_data(data: ds.data.Data, images: int) -> ds.data.Data:
+    """The first ``images`` of a fixed shuffle of the training set (augmented), same test set."""
+    if images >= len(data.train):
+        return data
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+    return ds.data.Data(data.name, data.train.subset(order[:images]), data.test)
 
 
 def measure(model: torch.nn.Module) -> dict[str, Any]:
@@ -78,8 +90,8 @@ def run(label: str, config: FactorizationConfig, args: argparse.Namespace, data:
     began = time.perf_counter()
     if kept and args.epochs:
         ds.train.fit(
-            model, data, epochs=args.epochs, lr=args.lr, weight_decay=5e-4,
-            threads=args.threads, progress=False,
+            model, finetune_data(data, args.finetune_images), epochs=args.epochs, lr=args.lr,
+            weight_decay=5e-4, threads=args.threads, progress=False,
         )  # fmt: skip
     after = measure(model)
     return {
@@ -123,6 +135,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs")
     parser.add_argument("--lr", type=float, default=0.01, help="fine-tune peak lr (SGD, cosine)")
     parser.add_argument("--threads", type=int, default=2, help="training threads")
+    parser.add_argument("--finetune-images", type=int, default=10000, help="train subset")
+    parser.add_argument("--baseline", help="checkpoint to start from instead of the asset")
     parser.add_argument("--train-epochs", type=int, default=5, help="baseline without asset")
     parser.add_argument("--cache", default="runs/factorize_cifar_baseline.safetensors")
     args = parser.parse_args()
