@@ -179,6 +179,54 @@ def demo_command(out: Path, epochs: int) -> None:
     console.print(f"run folder: {out} (checkpoint, metrics.json, report.md)")
 
 
+@app.command("run")
+@click.argument("recipe", type=_PATH)
+@click.option("--out", type=_PATH, help="Run folder (default: runs/<recipe name>).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+def run_command(recipe: Path, out: Path | None, resume: bool) -> None:
+    """Run RECIPE (YAML): every stage, a checkpoint and Report after each, report and plots."""
+    from deepshrink.recipe import load_recipe, prepare
+    from deepshrink.recipe.run import _check_out, execute, recipe_digest
+
+    parsed, text = load_recipe(recipe)
+    prepared = prepare(parsed, text)
+    folder = out if out is not None else Path("runs") / parsed.name
+    state = _check_out(folder, recipe_digest(text), resume)
+    result = execute(prepared, folder, state)
+    from deepshrink.eval import compare
+
+    console = _console()
+    console.print(compare(result.baseline, result.final).to_markdown())
+    console.print(f"run folder: {folder} (report.md, report.html, metrics.json, plots/)")
+
+
+def _print_recipe_plan(recipe: Path) -> None:
+    from rich.table import Table
+
+    from deepshrink.recipe import load_recipe, prepare
+    from deepshrink.recipe.plan import plan_recipe
+
+    parsed, text = load_recipe(recipe)
+    console = _console()
+    for step in plan_recipe(prepare(parsed, text)):
+        console.print(
+            f"[bold]{step.label}[/bold] {step.action}: {step.parameters:,} params, "
+            f"{step.nonzero:,} non-zero, {step.macs:,} MACs"
+        )
+        if step.layers:
+            table = Table("layer", "weights", "MACs")
+            for row in step.layers:
+                table.add_row(*row)
+            console.print(table)
+
+
+@app.command("plan")
+@click.argument("target", type=_PATH)
+def plan_command(target: Path) -> None:
+    """Dry run of a recipe: what each stage does to each layer, params and MACs; nothing runs."""
+    _print_recipe_plan(target)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepshrink`` console script; returns the exit code."""
     try:

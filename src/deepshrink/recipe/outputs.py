@@ -1,0 +1,122 @@
+"""What a run leaves behind: a checkpoint and a Report per stage, metrics, report and plots.
+
+Reports after stages are measured without latency (it is slow and noisy); the initial and final
+reports measure it when the recipe says ``latency: true``. The final report's file size is the
+``.dsz`` container when an ``encode`` stage wrote one, else the final checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from deepshrink import _io
+from deepshrink.eval import Report, compare, report
+from deepshrink.recipe.stages import Context
+from deepshrink.train import load_checkpoint, save_checkpoint
+
+__all__ = ["layer_rows", "measure", "restore", "save_stage", "finish", "load_stage"]
+
+COMPRESSING = ("prune", "factorize", "quantize")
+INITIAL = "00-initial"
+
+
+def checkpoint_path(out: Path, label: str) -> Path:
+    return out / "stages" / label / "model.safetensors"
+
+
+def measure(context: Context, model: nn.Module, name: str, file: Path, *, latency: bool) -> Report:
+    """Measure ``model`` (sizes of ``file``) on the recipe's test set."""
+    return report(
+        model, context.data.test, name=name, file=file, latency=latency,
+        threads=context.recipe.threads,
+    )  # fmt: skip
+
+
+def save_stage(context: Context, label: str, summary: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Checkpoint and measure the model after a stage; the entry kept in ``state.json``."""
+    path = save_checkpoint(context.model, checkpoint_path(context.out, label).with_suffix(""))
+    result = measure(context, context.model, label, path, latency=False)
+    result.save(path.parent / "report.json")
+    return {
+        "label": label,
+        "kind": kind,
+        "summary": summary,
+        "report": result.to_dict(),
+        "artifacts": dict(context.artifacts),
+    }
+
+
+def restore(context: Context, state: dict[str, Any]) -> None:
+    """Continue after the last finished stage: reload its model, the teacher and artifacts."""
+    done = state["done"]
+    context.model = load_stage(context, done[-1]["label"] if done else INITIAL)
+    if "baseline" in state:
+        context.reference = load_stage(context, state["baseline"]).eval()
+    if done:
+        context.artifacts.update(done[-1].get("artifacts", {}))
+
+
+def load_stage(context: Context, label: str) -> nn.Module:
+    """The model saved after stage ``label`` (or the initial model)."""
+    arch = context.recipe.model
+    model = None if arch.zoo is not None or arch.checkpoint is not None else context.fresh()
+    return load_checkpoint(checkpoint_path(context.out, label), model)[0]
+
+
+def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
+    """Per weight layer of ``before``: weights, and non-zero weights before and after.
+
+    A layer replaced by several (a factorization) counts the weights of all its parts.
+    """
+    from deepshrink.prune.targets import weight_layers
+
+    def nonzero(model: nn.Module, name: str) -> tuple[int, int]:
+        total = kept = 0
+        for key, value in model.state_dict().items():
+            if key.endswith("weight") and (key.startswith(name + ".")):
+                total += value.numel()
+                kept += int(value.count_nonzero())
+        return total, kept
+
+    rows = []
+    for name in weight_layers(before):
+        weights, _ = nonzero(before, name)
+        after_total, after_kept = nonzero(after, name)
+        rows.append({"layer": name, "weights": weights, "weights_after": after_total,
+                     "nonzero_after": after_kept})  # fmt: skip
+    return rows
+
+
+def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report]:
+    """Finalize masks, save ``model.*``, measure baseline and final (latency side by side) and
+    write ``metrics.json``, ``report.md``, ``report.html`` and ``plots/``."""
+    from deepshrink.prune import finalize_
+    from deepshrink.report import render_run
+
+    final_path = save_checkpoint(finalize_(context.model), context.out / "model")
+    label = state.get("baseline") or (state["done"][-1]["label"] if state["done"] else INITIAL)
+    baseline_model = load_stage(context, label)
+    latency = context.recipe.latency
+    baseline = measure(context, baseline_model, f"baseline ({label})",
+                       checkpoint_path(context.out, label), latency=latency)  # fmt: skip
+    file = Path(context.artifacts.get("dsz", final_path))
+    final = measure(context, context.model, "final", file, latency=latency)
+    comparison = compare(baseline, final)
+    metrics = {
+        "recipe": context.recipe.name,
+        "initial": state["initial"],
+        "baseline": baseline.to_dict(),
+        "stages": state["done"],
+        "final": final.to_dict(),
+        "comparison": {
+            k: v for k, v in comparison.to_dict().items() if k not in ("before", "after")
+        },
+        "layers": layer_rows(baseline_model, context.model),
+        "artifacts": dict(context.artifacts),
+    }
+    _io.atomic_write_json(context.out / "metrics.json", metrics)
+    render_run(context.out, context.recipe.name, context.recipe.description, metrics, comparison)
+    return baseline, final

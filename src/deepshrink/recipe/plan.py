@@ -1,0 +1,121 @@
+"""A dry run: what each stage of a recipe will do, per layer, without training anything.
+
+The structural stages (``prune``, ``factorize``, ``quantize``) are applied to a copy of the
+model, so the plan shows the real parameters, non-zeros and MACs they lead to; an iterative prune
+is shown at its final target. ``train``, ``fine_tune``, ``encode``, ``export`` and ``evaluate``
+are described, not run: they change weights, not shapes.
+
+>>> from deepshrink.recipe import parse_recipe, prepare
+>>> recipe = parse_recipe({"version": 1, "name": "p", "model": {"zoo": "digits_mlp"},
+...     "data": {"name": "digits"},
+...     "stages": [{"prune": {"method": "magnitude", "sparsity": 0.9, "include": "fc1"}}]})
+>>> initial, pruned = plan_recipe(prepare(recipe))
+>>> pruned.layers
+[('fc1', '8,192 → 819 non-zero of 8,192', '8,192 → 8,192')]
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from deepshrink.eval import count_macs, count_nonzero, count_parameters, per_layer_macs
+from deepshrink.recipe.run import Prepared
+from deepshrink.recipe.stages import Context, run_stage
+
+__all__ = ["PlannedStage", "plan_recipe"]
+
+STRUCTURAL = ("prune", "factorize", "quantize")
+
+
+@dataclass
+class PlannedStage:
+    """One stage of a plan: what it does and the model's counts after it."""
+
+    label: str
+    action: str
+    parameters: int
+    nonzero: int
+    macs: int
+    layers: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _describe(stage: Any) -> str:
+    raw = {k: v for k, v in stage.raw.items() if k not in ("include", "exclude")}
+    text = ", ".join(f"{k}={v}" for k, v in raw.items()) or "defaults"
+    for option in ("include", "exclude"):
+        if getattr(stage, option):
+            text += f"; {option} {', '.join(getattr(stage, option))}"
+    return text
+
+
+def _layer_counts(model: nn.Module, inputs: Any) -> dict[str, tuple[int, int, int]]:
+    """Per top-level weight layer name: (weights, non-zero weights, MACs), parts summed."""
+    from deepshrink.prune.targets import weight_layers
+
+    macs = per_layer_macs(model, inputs)
+    counts: dict[str, tuple[int, int, int]] = {}
+    for name in weight_layers(model):
+        weight = getattr(model.get_submodule(name), "weight", None)
+        if weight is None:
+            continue
+        counts[name] = (weight.numel(), int(weight.count_nonzero()), macs.get(name, 0))
+    return counts
+
+
+def _rows(
+    before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]
+) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, (weights, nonzero, macs) in before.items():
+        parts = [v for k, v in after.items() if k == name or k.startswith(name + ".")]
+        new = tuple(sum(p[i] for p in parts) for i in range(3))
+        if (weights, nonzero, macs) == new:
+            continue
+        rows.append(
+            (name, f"{nonzero:,} → {new[1]:,} non-zero of {new[0]:,}", f"{macs:,} → {new[2]:,}")
+        )
+    return rows
+
+
+def plan_recipe(prepared: Prepared) -> list[PlannedStage]:
+    """Plan every stage of ``prepared`` (its model is not changed)."""
+    model = copy.deepcopy(prepared.model)
+    inputs = _inputs(model, prepared.data)
+    context = Context(prepared.recipe, model, prepared.data, out=None, progress=False)  # type: ignore[arg-type]
+    planned = [_snapshot("initial", "the model as loaded", model, inputs)]
+    for stage in prepared.recipe.stages:
+        action = _describe(stage)
+        rows: list[tuple[str, str, str]] = []
+        if stage.kind in STRUCTURAL:
+            before = _layer_counts(context.model, inputs)
+            run_stage(context, _final_target(stage))
+            rows = _rows(before, _layer_counts(context.model, inputs))
+        snapshot = _snapshot(stage.label, action, context.model, inputs)
+        snapshot.layers = rows
+        planned.append(snapshot)
+    return planned
+
+
+def _final_target(stage: Any) -> Any:
+    """An iterative prune planned as its one-shot final target."""
+    if stage.kind == "prune" and stage.settings.iterative is not None:
+        return dataclasses.replace(stage, settings=type(stage.settings)(stage.settings.config))
+    return stage
+
+
+def _inputs(model: nn.Module, data: Any) -> Any:
+    make = getattr(model, "example_inputs", None)
+    if callable(make):
+        return make()
+    return data.test[0][0].unsqueeze(0)
+
+
+def _snapshot(label: str, action: str, model: nn.Module, inputs: Any) -> PlannedStage:
+    return PlannedStage(
+        label, action, count_parameters(model), count_nonzero(model), count_macs(model, inputs)
+    )

@@ -1,0 +1,246 @@
+"""Load, check and run a recipe; resume an interrupted run from its last finished stage.
+
+Everything is validated before anything is written: the YAML, every stage's settings, the model,
+the dataset, that the model fits the data, and that every include/exclude glob names a layer.
+A run folder then holds ``recipe.yaml`` (the exact text run), ``state.json`` (finished stages),
+``stages/NN-kind/`` (a checkpoint and a Report after each stage), and at the end
+``metrics.json``, ``report.md``, ``report.html``, ``plots/*.png`` and the artifacts.
+
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "r.yaml").write_text('''
+... version: 1
+... name: doc
+... latency: false
+... model: {zoo: digits_mlp}
+... data: {name: digits, train_limit: 256, test_limit: 64}
+... stages:
+...   - train: {epochs: 1}
+...   - prune: {method: magnitude, sparsity: 0.5}
+... ''')
+>>> result = run_recipe(folder / "r.yaml", folder / "run", progress=False)
+>>> round(result.final.sparsity, 1), sorted(p.name for p in (folder / "run").iterdir())[:3]
+(0.5, ['metrics.json', 'model.json', 'model.safetensors'])
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import importlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepshrink import _io
+from deepshrink.errors import ConfigError, DeepshrinkError, FormatError
+from deepshrink.eval import Report
+from deepshrink.recipe.schema import Recipe, Stage, parse_recipe
+from deepshrink.recipe.stages import Context, run_stage
+
+__all__ = ["Prepared", "RunResult", "load_recipe", "prepare", "run_recipe"]
+
+logger = logging.getLogger(__name__)
+
+STATE = "state.json"
+
+
+def load_recipe(path: str | Path) -> tuple[Recipe, str]:
+    """Read and validate the recipe at ``path``; returns it with its exact text."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"recipe {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"recipe {path} cannot be read: {error}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: {_yaml_message(error)}") from None
+    return parse_recipe(document), text
+
+
+def _yaml_message(error: Any) -> str:
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error)
+    if "could not determine a constructor" in str(error):
+        problem += " (recipes are plain YAML data: tags such as !!python/object are refused)"
+    return f"{where}{problem}"
+
+
+@dataclass
+class Prepared:
+    """A recipe with its model and data built and checked, ready to run."""
+
+    recipe: Recipe
+    text: str
+    model: nn.Module
+    data: Any
+
+    def fresh_model(self) -> nn.Module:
+        return build_model(self.recipe)
+
+
+def build_model(recipe: Recipe) -> nn.Module:
+    """The model the recipe starts from (zoo, checkpoint or factory), initialised from the seed."""
+    torch.manual_seed(recipe.seed)
+    spec = recipe.model
+    if spec.zoo is not None:
+        from deepshrink import zoo
+
+        return zoo.create(spec.zoo, **spec.args)
+    if spec.checkpoint is not None:
+        from deepshrink.train import load_checkpoint
+
+        return load_checkpoint(spec.checkpoint)[0]
+    module_name, _, function = str(spec.factory).partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"model.factory: cannot import {spec.factory!r}: {error}") from None
+    model = factory(**spec.args)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model.factory: {spec.factory} returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def load_data(recipe: Recipe) -> Any:
+    """The dataset, with ``train_limit``/``test_limit`` applied."""
+    from deepshrink import data as ds_data
+
+    spec = recipe.data
+    val_size: float = int(spec.val_size) if spec.val_size >= 1 else spec.val_size
+    bundle = ds_data.load(spec.name, root=spec.root, val_size=val_size, seed=recipe.seed)
+    if spec.train_limit is not None:
+        bundle.train = bundle.train.subset(torch.arange(min(spec.train_limit, len(bundle.train))))
+    if spec.test_limit is not None:
+        bundle.test = bundle.test.subset(torch.arange(min(spec.test_limit, len(bundle.test))))
+    return bundle
+
+
+def prepare(recipe: Recipe, text: str = "") -> Prepared:
+    """Build the model and data and check everything a run will need, before anything runs."""
+    try:
+        model = build_model(recipe)
+    except DeepshrinkError as error:
+        raise ConfigError(f"model: {error}") from None
+    try:
+        data = load_data(recipe)
+    except DeepshrinkError as error:
+        raise ConfigError(f"data: {error}") from None
+    expected = tuple(getattr(model, "input_shape", ()) or ())
+    if expected and expected != tuple(data.input_shape):
+        raise ConfigError(
+            f"model: expects inputs of shape {expected} but data {recipe.data.name!r} gives "
+            f"{tuple(data.input_shape)}"
+        )
+    names = [name for name, _ in model.named_modules() if name]
+    for stage in recipe.stages:
+        _check_globs(stage, names)
+    return Prepared(recipe, text, model, data)
+
+
+def _check_globs(stage: Stage, names: list[str]) -> None:
+    for option in ("include", "exclude"):
+        for glob in getattr(stage, option) or ():
+            if not fnmatch.filter(names, glob):
+                raise ConfigError(
+                    f"{stage.where}.{option}: {glob!r} matches no layer; layer names are "
+                    f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
+                )
+
+
+@dataclass
+class RunResult:
+    """The reports of a finished run: the baseline (the model before the first compressing
+    stage), the entries of each stage, and the final model."""
+
+    out: Path
+    baseline: Report
+    stages: list[dict[str, Any]]
+    final: Report
+    model: nn.Module
+
+
+def recipe_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_out(out: Path, digest: str, resume: bool) -> dict[str, Any] | None:
+    """The saved state to resume from, or None for a new run; refuse to overwrite a run."""
+    state_file = out / STATE
+    if resume:
+        if not state_file.is_file():
+            return None
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise FormatError(
+                f"{state_file} is damaged: {error}; start again without --resume"
+            ) from None
+        if state.get("recipe_sha256") != digest:
+            raise ConfigError(
+                f"{out} was run with another recipe; --resume needs the same recipe text"
+            )
+        return state
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(
+            f"{out} is not empty; pass --resume to continue that run or choose another --out"
+        )
+    return None
+
+
+def run_recipe(
+    path: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Run the recipe at ``path`` into the folder ``out`` (see the module docstring)."""
+    recipe, text = load_recipe(path)
+    prepared = prepare(recipe, text)
+    out = Path(out)
+    state = _check_out(out, recipe_digest(text), resume)
+    return execute(prepared, out, state, progress=progress)
+
+
+def execute(
+    prepared: Prepared, out: Path, state: dict[str, Any] | None, *, progress: bool = True
+) -> RunResult:
+    """Run (or continue) the stages of a prepared recipe."""
+    from deepshrink.recipe.outputs import COMPRESSING, INITIAL, finish, restore, save_stage
+
+    recipe = prepared.recipe
+    context = Context(recipe, prepared.model, prepared.data, out, progress=progress)
+    context.fresh = prepared.fresh_model
+    if state is None:
+        _io.atomic_write_bytes(out / "recipe.yaml", prepared.text.encode("utf-8"))
+        initial = save_stage(context, INITIAL, {}, "initial")
+        state = {
+            "recipe_sha256": recipe_digest(prepared.text),
+            "initial": initial["report"],
+            "done": [],
+        }
+        _io.atomic_write_json(out / STATE, state)
+    else:
+        restore(context, state)
+    for stage in recipe.stages[len(state["done"]) :]:
+        if stage.kind in COMPRESSING and "baseline" not in state:
+            state["baseline"] = state["done"][-1]["label"] if state["done"] else INITIAL
+        logger.info("stage %s", stage.label)
+        try:
+            summary = run_stage(context, stage)
+        except DeepshrinkError as error:
+            raise ConfigError(f"{stage.where}: {error}") from None
+        state["done"].append(save_stage(context, stage.label, summary, stage.kind))
+        _io.atomic_write_json(out / STATE, state)
+    baseline, final = finish(context, state)
+    return RunResult(out, baseline, state["done"], final, context.model)

@@ -1,0 +1,242 @@
+"""The recipe schema: what a YAML recipe may say, validated strictly before anything runs.
+
+A recipe names a model, a dataset and an ordered list of stages. Each stage is a mapping with one
+key, the stage kind (``train``, ``fine_tune``, ``prune``, ``factorize``, ``quantize``,
+``encode``, ``export``, ``evaluate``), whose value holds its settings. Every error names the path
+of the offending key, e.g. ``stages[2].prune.sparsity``.
+
+>>> recipe = parse_recipe({
+...     "version": 1, "name": "tiny",
+...     "model": {"zoo": "digits_mlp"}, "data": {"name": "digits"},
+...     "stages": [{"train": {"epochs": 1}},
+...                {"prune": {"method": "magnitude", "sparsity": 0.5}}]})
+>>> [stage.kind for stage in recipe.stages]
+['train', 'prune']
+>>> parse_recipe({"version": 1, "name": "x", "model": {"zoo": "digits_mlp"},  # doctest: +ELLIPSIS
+...               "stages": [{"prune": {"method": "magnitude", "sparsity": 1.5}}]})
+Traceback (most recent call last):
+...
+deepshrink.errors.ConfigError: stages[0].prune: sparsity must be in [0, 1), got 1.5; ...
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deepshrink._registry import Registry
+from deepshrink.errors import ConfigError, DeepshrinkError
+
+__all__ = [
+    "RECIPE_VERSION",
+    "STAGES",
+    "DataSpec",
+    "ModelSpec",
+    "Recipe",
+    "Stage",
+    "StageKind",
+    "parse_recipe",
+    "validated",
+]
+
+#: The recipe format version this deepshrink reads and writes.
+RECIPE_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """Where the model comes from: exactly one of a zoo name, a checkpoint or a factory."""
+
+    zoo: str | None = None
+    args: dict[str, Any] = {}
+    checkpoint: str | None = None
+    factory: str | None = Field(None, description="'package.module:function' returning a model")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in ("zoo", "checkpoint", "factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of zoo: (a model name, see `deepshrink models`), checkpoint: "
+                f"(a .safetensors file) or factory: ('module:function'), got {given or 'none'}"
+            )
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError(
+                f"factory must look like 'package.module:function', got {self.factory!r}"
+            )
+        return self
+
+
+class DataSpec(_Strict):
+    """The dataset: a name known to :func:`deepshrink.data.load`, and optional limits."""
+
+    name: str = "digits"
+    root: str | None = None
+    val_size: float = Field(0, ge=0)
+    train_limit: int | None = Field(None, gt=0, description="use the first N training samples")
+    test_limit: int | None = Field(None, gt=0, description="use the first N test samples")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One validated stage: its kind, its position and its parsed settings."""
+
+    kind: str
+    index: int
+    settings: Any
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"stages[{self.index}].{self.kind}"
+
+    @property
+    def label(self) -> str:
+        """A short name for folders and tables, e.g. ``02-prune``."""
+        return f"{self.index + 1:02d}-{self.kind}"
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """How one stage kind parses its settings (``raw dict, where → settings``)."""
+
+    name: str
+    parse: Callable[[dict[str, Any], str], Any]
+    targets_layers: bool = False
+    doc: str = ""
+
+
+#: The stage kinds, by name. :mod:`deepshrink.recipe.stages` registers them.
+STAGES: Registry[StageKind] = Registry("stage")
+
+
+class Recipe(_Strict):
+    """A whole recipe after validation (``stages`` are :class:`Stage` objects)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    version: Literal[1]
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = 0
+    threads: int | None = Field(1, gt=0, description="torch CPU threads for every stage")
+    latency: bool = Field(True, description="measure CPU latency before and after")
+    model: ModelSpec
+    data: DataSpec = DataSpec()
+    stages: list[Stage] = Field(min_length=1)
+
+
+def validated(cls: type[BaseModel], data: Any, where: str) -> Any:
+    """``cls.model_validate(data)``, with errors as ``where.key: message, got value``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {_kind(data)}")
+    for key in data:
+        if key not in cls.model_fields:
+            raise ConfigError(_unknown_key(cls, str(key), f"{where}.{key}".removeprefix(".")))
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_message(cls, exc, where)) from None
+    except ConfigError as exc:
+        raise ConfigError(_retitle(str(exc), cls.__name__, where)) from None
+
+
+def _retitle(text: str, title: str, where: str) -> str:
+    """A MethodConfig names itself ("Title.key: ..."); say where in the recipe instead."""
+    if text.startswith((title + ".", title + ":")):
+        return (where + text[len(title) :]).removeprefix(".")
+    return f"{where}: {text}" if where else text
+
+
+def _message(cls: type[BaseModel], exc: ValidationError, where: str) -> str:
+    first = exc.errors()[0]
+    path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    path = path.removeprefix(".") or "recipe"
+    text = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "value_error" or not first["loc"]:
+        if text.startswith(cls.__name__):
+            return _retitle(text, cls.__name__, path)
+        return f"{path}: {text}"
+    return f"{path}: {text}, got {first['input']!r}"
+
+
+def _unknown_key(cls: type[BaseModel], key: str, path: str) -> str:
+    known = sorted(cls.model_fields)
+    close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"{path}: unknown key{hint} (known: {', '.join(known)})"
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def parse_stage(entry: Any, index: int) -> Stage:
+    """Validate ``{kind: settings}`` at position ``index`` of the stage list."""
+    where = f"stages[{index}]"
+    if isinstance(entry, str):  # "- evaluate" with no settings
+        entry = {entry: {}}
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise ConfigError(
+            f"{where}: a stage is a mapping with one key, the stage kind "
+            f"({', '.join(STAGES.names())}), got {_kind(entry)}"
+        )
+    ((kind, settings),) = entry.items()
+    if kind not in STAGES:
+        raise ConfigError(f"{where}: {STAGES.unknown_message(str(kind))}")
+    settings = {} if settings is None else settings
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{where}.{kind}: expected a mapping of settings, got {_kind(settings)}")
+    stage_kind = STAGES.get(kind)
+    settings = dict(settings)
+    globs: dict[str, tuple[str, ...] | None] = {"include": None, "exclude": None}
+    if stage_kind.targets_layers:
+        for option in globs:
+            globs[option] = _globs(settings.pop(option, None), f"{where}.{kind}.{option}")
+    parsed = stage_kind.parse(settings, f"{where}.{kind}")
+    return Stage(
+        kind, index, parsed, globs["include"], globs["exclude"], raw=dict(entry[kind] or {})
+    )
+
+
+def _globs(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(
+            f"{where}: expected a glob or a list of globs over layer names, got {_kind(value)}"
+        )
+    return tuple(values)
+
+
+def parse_recipe(document: Any) -> Recipe:
+    """Validate a loaded YAML document into a :class:`Recipe` (ConfigError naming the key)."""
+    from deepshrink.recipe import stages as _stages  # noqa: F401  (registers the stage kinds)
+
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"a recipe is a mapping (version, name, model, data, stages), got {_kind(document)}"
+        )
+    if "version" in document and document["version"] != RECIPE_VERSION:
+        raise ConfigError(
+            f"version: this deepshrink reads recipe version {RECIPE_VERSION}, got "
+            f"{document['version']!r}"
+        )
+    raw_stages = document.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise ConfigError(f"stages: expected a non-empty list of stages, got {_kind(raw_stages)}")
+    try:
+        parsed = [parse_stage(entry, index) for index, entry in enumerate(raw_stages)]
+    except DeepshrinkError as error:
+        raise ConfigError(str(error)) from None
+    return validated(Recipe, {**document, "stages": parsed}, "")

@@ -1,0 +1,356 @@
+"""The stage kinds a recipe can use: how each parses its settings and what it does when run.
+
+Method stages (``prune``, ``factorize``, ``quantize``) name a registered method with ``method:``
+and pass the rest of their settings to that method's config; ``include``/``exclude`` are globs
+over layer names. ``train`` and ``fine_tune`` take :class:`~deepshrink.train.FitConfig` fields;
+``fine_tune`` also takes ``distill:`` (teacher = the model before the first compressing stage)
+and ``prune:`` (a ``polynomial_decay`` schedule applied during the fine-tune). ``prune`` takes
+``iterative: {rounds, epochs, lr, ...}`` to prune in rounds with fine-tuning in between.
+
+>>> sorted(STAGES.names())
+['encode', 'evaluate', 'export', 'factorize', 'fine_tune', 'prune', 'quantize', 'train']
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from deepshrink._registry import Registry
+from deepshrink.errors import ConfigError, DeepshrinkError
+from deepshrink.recipe.schema import STAGES, Recipe, Stage, StageKind, _Strict, validated
+from deepshrink.train import FitConfig
+
+__all__ = ["Context", "RUNNERS", "run_stage"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What the stages of one run share: the model, the data and the run folder."""
+
+    recipe: Recipe
+    model: nn.Module
+    data: Any
+    out: Path
+    progress: bool = True
+    reference: nn.Module | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    fresh: Callable[[], nn.Module] = nn.Identity
+
+
+Runner = Callable[[Context, Stage], dict[str, Any]]
+RUNNERS: dict[str, Runner] = {}
+
+
+def stage_kind(name: str, *, targets_layers: bool = False, doc: str = "") -> Callable[..., Any]:
+    """Register the parser (the decorated function) of stage kind ``name``."""
+
+    def add(parse: Callable[[dict[str, Any], str], Any]) -> Callable[[dict[str, Any], str], Any]:
+        STAGES.add(name, StageKind(name, parse, targets_layers, doc))
+        return parse
+
+    return add
+
+
+def runs(name: str) -> Callable[[Runner], Runner]:
+    """Register the function that runs stage kind ``name``."""
+
+    def add(runner: Runner) -> Runner:
+        RUNNERS[name] = runner
+        return runner
+
+    return add
+
+
+def run_stage(context: Context, stage: Stage) -> dict[str, Any]:
+    """Run ``stage`` on ``context.model`` (seeded by the recipe seed and the stage position)."""
+    torch.manual_seed(context.recipe.seed + stage.index)
+    return RUNNERS[stage.kind](context, stage)
+
+
+# --- method registries -------------------------------------------------------------------------
+
+
+def _method_registry(kind: str) -> Registry[Any]:
+    if kind == "prune":
+        from deepshrink.prune.config import METHODS
+
+        return METHODS
+    if kind == "factorize":
+        from deepshrink.factorize.config import FACTORIZATIONS
+
+        return FACTORIZATIONS
+    from deepshrink.quantize import METHODS as QUANTIZATIONS
+
+    return QUANTIZATIONS
+
+
+def _method(kind: str, settings: dict[str, Any], where: str) -> Any:
+    name = settings.pop("method", None)
+    registry = _method_registry(kind)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.method: name the method ({', '.join(registry.names())})")
+    if name not in registry:
+        raise ConfigError(f"{where}.method: {registry.unknown_message(name)}")
+    return validated(registry.get(name), settings, where)
+
+
+# --- train and fine_tune -----------------------------------------------------------------------
+
+
+class Distill(_Strict):
+    """Knowledge distillation from the model as it was before the first compressing stage."""
+
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class Training:
+    fit: FitConfig
+    distill: Distill | None = None
+    schedule: Any = None
+
+
+def _training(settings: dict[str, Any], where: str, *, extras: bool) -> Training:
+    distill = settings.pop("distill", None) if extras else None
+    schedule = settings.pop("prune", None) if extras else None
+    fit = validated(FitConfig, settings, where)
+    if distill is not None:
+        distill = validated(Distill, distill, f"{where}.distill")
+    if schedule is not None:
+        if not isinstance(schedule, dict):
+            raise ConfigError(f"{where}.prune: expected a polynomial_decay schedule mapping")
+        schedule = _method("prune", dict(schedule), f"{where}.prune")
+        from deepshrink.train import Callback
+
+        if not isinstance(schedule, Callback):
+            raise ConfigError(
+                f"{where}.prune: only a schedule (method: polynomial_decay) runs during "
+                "fine-tuning; use a prune stage for one-shot methods"
+            )
+    return Training(fit, distill, schedule)
+
+
+@stage_kind("train", doc="train the model (FitConfig settings)")
+def _parse_train(settings: dict[str, Any], where: str) -> Training:
+    return _training(settings, where, extras=False)
+
+
+@stage_kind("fine_tune", doc="train again after compression; distill:, prune: (AGP schedule)")
+def _parse_fine_tune(settings: dict[str, Any], where: str) -> Training:
+    return _training(settings, where, extras=True)
+
+
+def _fit(context: Context, stage: Stage) -> dict[str, Any]:
+    from deepshrink.prune.distill import distillation_loss
+    from deepshrink.train import fit
+
+    training: Training = stage.settings
+    overrides: dict[str, Any] = {}
+    if "seed" not in stage.raw:
+        overrides["seed"] = context.recipe.seed + stage.index
+    if "threads" not in stage.raw:
+        overrides["threads"] = context.recipe.threads
+    hooks = []
+    if training.distill is not None:
+        teacher = context.reference
+        if teacher is None:
+            raise ConfigError(f"{stage.where}.distill: no earlier model to distill from")
+        hooks.append(
+            distillation_loss(teacher, training.distill.temperature, training.distill.alpha)
+        )
+    callbacks = [training.schedule] if training.schedule is not None else []
+    history = fit(
+        context.model, context.data, training.fit, loss_hooks=hooks, callbacks=callbacks,
+        progress=context.progress, **overrides,
+    )  # fmt: skip
+    last = history.last
+    return {"epochs": len(history.records), "train_loss": last.train_loss if last else None}
+
+
+RUNNERS["train"] = RUNNERS["fine_tune"] = _fit
+
+
+# --- prune, factorize, quantize ----------------------------------------------------------------
+
+
+class Iterative(_Strict):
+    """Prune in ``rounds`` rounds, fine-tuning (FitConfig settings) after each."""
+
+    rounds: int = Field(ge=1)
+    fit: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Pruning:
+    config: Any
+    iterative: Iterative | None = None
+
+
+@stage_kind("prune", targets_layers=True, doc="a pruning method; iterative: {rounds, fit}")
+def _parse_prune(settings: dict[str, Any], where: str) -> Pruning:
+    iterative = settings.pop("iterative", None)
+    config = _method("prune", settings, where)
+    if iterative is None:
+        return Pruning(config)
+    rounds = validated(Iterative, iterative, f"{where}.iterative")
+    validated(FitConfig, dict(rounds.fit), f"{where}.iterative.fit")
+    return Pruning(config, rounds)
+
+
+@runs("prune")
+def _prune(context: Context, stage: Stage) -> dict[str, Any]:
+    from deepshrink.prune import iterative_prune, prune_, sparsity
+
+    pruning: Pruning = stage.settings
+    _keep_reference(context)
+    if pruning.iterative is not None:
+        fit = {"threads": context.recipe.threads, "seed": context.recipe.seed + stage.index}
+        steps = iterative_prune(
+            context.model, context.data, pruning.config, pruning.iterative.rounds,
+            {**fit, **pruning.iterative.fit}, include=stage.include, exclude=stage.exclude,
+        )  # fmt: skip
+        rounds = [{"sparsity": s.sparsity, "accuracy": s.accuracy} for s in steps]
+        return {"sparsity": sparsity(context.model), "rounds": rounds}
+    prune_(
+        context.model, pruning.config, include=stage.include, exclude=stage.exclude,
+        example_inputs=_example_inputs(context.model),
+    )  # fmt: skip
+    return {"sparsity": sparsity(context.model)}
+
+
+@stage_kind("factorize", targets_layers=True, doc="a low-rank factorization method")
+def _parse_factorize(settings: dict[str, Any], where: str) -> Any:
+    return _method("factorize", settings, where)
+
+
+@runs("factorize")
+def _factorize(context: Context, stage: Stage) -> dict[str, Any]:
+    from deepshrink.factorize import factorize_
+    from deepshrink.graph import structure_of
+
+    _keep_reference(context)
+    before = len(structure_of(context.model))
+    factorize_(context.model, stage.settings, include=stage.include, exclude=stage.exclude)
+    changed = structure_of(context.model)[before:]
+    return {"layers": [entry.get("module") for entry in changed]}
+
+
+@stage_kind("quantize", targets_layers=True, doc="a quantization method")
+def _parse_quantize(settings: dict[str, Any], where: str) -> Any:
+    return _method("quantize", settings, where)
+
+
+@runs("quantize")
+def _quantize(context: Context, stage: Stage) -> dict[str, Any]:
+    from deepshrink.quantize import quantize_
+
+    _keep_reference(context)
+    quantize_(context.model, stage.settings, include=stage.include, exclude=stage.exclude)
+    return {"method": stage.raw.get("method")}
+
+
+def _keep_reference(context: Context) -> None:
+    """Keep the model as it was before the first compressing stage (the distillation teacher)."""
+    if context.reference is None:
+        context.reference = copy.deepcopy(context.model).eval()
+
+
+def _example_inputs(model: nn.Module) -> Any:
+    make = getattr(model, "example_inputs", None)
+    return make() if callable(make) else None
+
+
+# --- encode and export ------------------------------------------------------------------------
+
+
+class Encode(_Strict):
+    """Write the Deep Compression container and continue with the model decoded from it."""
+
+    file: str = Field("model.dsz", pattern=r"^[^/\\]+\.dsz$")
+    reload: bool = True
+
+
+@stage_kind("encode", doc="write the .dsz container (the run continues from the decoded model)")
+def _parse_encode(settings: dict[str, Any], where: str) -> Encode:
+    return validated(Encode, settings, where)
+
+
+@runs("encode")
+def _encode(context: Context, stage: Stage) -> dict[str, Any]:
+    from deepshrink.encode import load, save
+    from deepshrink.prune import finalize_
+
+    settings: Encode = stage.settings
+    path = context.out / settings.file
+    save(finalize_(context.model), path)
+    context.artifacts["dsz"] = str(path)
+    if settings.reload:
+        context.model = load(path, model=context.fresh())
+    return {"file": settings.file, "bytes": path.stat().st_size}
+
+
+class Export(_Strict):
+    """Export for a runtime: ONNX, fp32 or int8 (QDQ, calibrated on training batches)."""
+
+    format: str = Field("onnx", pattern="^onnx$")
+    file: str | None = Field(None, pattern=r"^[^/\\]+$")
+    int8: bool = False
+    calibration_samples: int = Field(512, gt=0)
+
+
+@stage_kind("export", doc="an ONNX file (fp32 or int8), checked in onnxruntime")
+def _parse_export(settings: dict[str, Any], where: str) -> Export:
+    return validated(Export, settings, where)
+
+
+@runs("export")
+def _export(context: Context, stage: Stage) -> dict[str, Any]:
+    from deepshrink.export import export
+    from deepshrink.prune import finalize_
+
+    settings: Export = stage.settings
+    name = settings.file or ("model.int8.onnx" if settings.int8 else "model.onnx")
+    path = context.out / name
+    calibration = None
+    if settings.int8:
+        count = min(settings.calibration_samples, len(context.data.train))
+        calibration = context.data.train.without_transform().subset(torch.arange(count))
+    export(finalize_(context.model), path, int8=settings.int8, calibration=calibration)
+    context.artifacts[name] = str(path)
+    return {"file": name, "bytes": path.stat().st_size}
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+
+
+class Evaluate(_Strict):
+    """Measure the model now (its Report is written after every stage anyway)."""
+
+    latency: bool = True
+
+
+@stage_kind("evaluate", doc="a Report of the model at this point, with latency")
+def _parse_evaluate(settings: dict[str, Any], where: str) -> Evaluate:
+    return validated(Evaluate, settings, where)
+
+
+@runs("evaluate")
+def _evaluate(context: Context, stage: Stage) -> dict[str, Any]:
+    return {"latency": stage.settings.latency}
+
+
+def describe(error: DeepshrinkError, stage: Stage) -> ConfigError:
+    """A stage failure as a ConfigError naming the stage."""
+    return ConfigError(f"{stage.where}: {error}")

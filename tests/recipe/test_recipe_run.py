@@ -1,0 +1,134 @@
+"""Running recipes: outputs, resume after an interruption, plans, shipped recipes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import deepshrink.train
+from deepshrink.cli import main
+from deepshrink.recipe import load_recipe, prepare, run_recipe
+from deepshrink.recipe.plan import plan_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+TINY = """\
+version: 1
+name: tiny
+seed: 3
+latency: false
+model: {zoo: digits_mlp}
+data: {name: digits, train_limit: 256, test_limit: 96}
+stages:
+  - train: {epochs: 2, batch_size: 32}
+  - prune: {method: magnitude, sparsity: 0.7, exclude: fc3}
+  - fine_tune: {epochs: 2, batch_size: 32, lr: 0.01, distill: {temperature: 2, alpha: 0.5}}
+  - factorize: {method: svd, rank: 8, include: fc1}
+  - evaluate: {latency: false}
+"""
+
+
+def _write(tmp_path: Path, text: str = TINY) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def _comparable(metrics: dict) -> dict:
+    """Everything but timings (which differ between runs)."""
+    keep = ("accuracy", "loss", "parameters", "nonzero_parameters", "macs", "file_bytes")
+    final = {k: metrics["final"][k] for k in keep}
+    stages = [{k: s["report"][k] for k in keep} for s in metrics["stages"]]
+    return {"final": final, "stages": stages, "layers": metrics["layers"]}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("finished")
+    run_recipe(_write(folder), folder / "run", progress=False)
+    return folder / "run"
+
+
+def test_run_folder_holds_reports_plots_and_the_recipe(finished: Path) -> None:
+    names = {p.name for p in finished.iterdir()}
+    assert {"metrics.json", "report.md", "report.html", "recipe.yaml", "model.safetensors"} <= names
+    assert (finished / "recipe.yaml").read_text() == TINY
+    stages = sorted(p.name for p in (finished / "stages").iterdir())
+    assert stages == ["00-initial", "01-train", "02-prune", "03-fine_tune", "04-factorize",
+                      "05-evaluate"]  # fmt: skip
+    for png in ("stages.png", "layers.png"):
+        assert (finished / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (finished / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<img" in html and 'src="plots' not in html
+    metrics = json.loads((finished / "metrics.json").read_text())
+    fc1 = next(row for row in metrics["layers"] if row["layer"] == "fc1")
+    assert fc1["weights_after"] == 8 * (64 + 128)  # rank-8 SVD of a 128×64 layer
+    fc3 = next(row for row in metrics["layers"] if row["layer"] == "fc3")
+    assert fc3["nonzero_after"] == fc3["weights"]  # excluded from pruning
+    assert metrics["baseline"]["name"] == "baseline (01-train)"
+
+
+def test_final_model_reloads_with_the_same_outputs(finished: Path) -> None:
+    import torch
+
+    model, _ = deepshrink.train.load_checkpoint(finished / "model.safetensors")
+    again, _ = deepshrink.train.load_checkpoint(finished / "stages/05-evaluate/model.safetensors")
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(model(x), again(x))
+
+
+def test_resume_after_an_interruption_gives_the_same_metrics(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = deepshrink.train.fit
+
+    class Interrupt(deepshrink.train.Callback):
+        def on_epoch_end(self, record, model):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt  # as if killed after the first epoch of the fine-tune
+
+    def interrupted_fit(*args, callbacks=(), **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("loss_hooks"):  # the fine_tune stage distills
+            callbacks = [*callbacks, Interrupt()]
+        return original(*args, callbacks=callbacks, **kwargs)
+
+    recipe = _write(tmp_path)
+    monkeypatch.setattr(deepshrink.train, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "run", progress=False)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert [s["label"] for s in state["done"]] == ["01-train", "02-prune"]
+    monkeypatch.setattr(deepshrink.train, "fit", original)
+    with pytest.raises(deepshrink.ConfigError, match="pass --resume"):
+        run_recipe(recipe, tmp_path / "run", progress=False)
+    run_recipe(recipe, tmp_path / "run", resume=True, progress=False)
+    resumed = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    whole = json.loads((finished / "metrics.json").read_text())
+    assert _comparable(resumed) == _comparable(whole)
+
+
+def test_resume_refuses_another_recipe(finished: Path, tmp_path: Path) -> None:
+    other = _write(tmp_path, TINY.replace("seed: 3", "seed: 4"))
+    with pytest.raises(deepshrink.ConfigError, match="another recipe"):
+        run_recipe(other, finished, resume=True, progress=False)
+
+
+def test_plan_applies_structural_stages_to_a_copy(tmp_path: Path) -> None:
+    recipe, text = load_recipe(_write(tmp_path))
+    prepared = prepare(recipe, text)
+    before = [p.detach().clone() for p in prepared.model.parameters()]
+    steps = plan_recipe(prepared)
+    assert [s.label for s in steps] == ["initial", "01-train", "02-prune", "03-fine_tune",
+                                        "04-factorize", "05-evaluate"]  # fmt: skip
+    pruned = steps[2]
+    assert pruned.nonzero < steps[1].nonzero and pruned.parameters == steps[1].parameters
+    assert [row[0] for row in pruned.layers] == ["fc1", "fc2"]
+    assert steps[4].parameters < steps[3].parameters  # SVD removes parameters
+    assert all(a.equal(b) for a, b in zip(before, prepared.model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_passes_plan(path: Path, capsys, shared_root: Path) -> None:
+    assert main(["plan", str(path)]) == 0, capsys.readouterr().err
+    assert "initial" in capsys.readouterr().out
