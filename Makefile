@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
+# The main job on the embedded default data: recipes/demo_digits.yaml into runs/demo (replaced).
 demo: $(STAMP)
-	$(BIN)/deepshrink demo --out runs/demo
+	rm -rf runs/demo
+	$(BIN)/deepshrink run recipes/demo_digits.yaml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -227,6 +227,70 @@ def plan_command(target: Path) -> None:
     _print_recipe_plan(target)
 
 
+@app.command("sweep")
+@click.argument("recipe", type=_PATH)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    required=True,
+    help="KEY.PATH=V1,V2,... e.g. stages[1].prune.sparsity=0.5,0.9 (repeat for a grid).",
+)
+@click.option("--out", type=_PATH, help="Sweep folder (default: runs/<recipe name>-sweep).")
+def sweep_command(recipe: Path, settings: tuple[str, ...], out: Path | None) -> None:
+    """Run RECIPE over a grid of settings; a table and a size-accuracy Pareto plot."""
+    from deepshrink.recipe import load_recipe
+    from deepshrink.recipe.sweep import sweep_recipe
+
+    folder = out if out is not None else Path("runs") / f"{load_recipe(recipe)[0].name}-sweep"
+    sweep_recipe(recipe, list(settings), folder)
+    _console().print((folder / "sweep.md").read_text(encoding="utf-8"))
+
+
+@app.command("sensitivity")
+@click.argument("checkpoint", type=_PATH)
+@data_options
+@click.option("--sparsities", default="0.3,0.5,0.7,0.8,0.9,0.95,0.98", show_default=True)
+@click.option(
+    "--tolerance",
+    default=0.005,
+    show_default=True,
+    help="Accuracy drop allowed for a suggested per-layer sparsity (fraction).",
+)
+@click.option("--out", type=_PATH, default=Path("runs/sensitivity"), show_default=True)
+def sensitivity_command(checkpoint: Path, data_name: str, data_root: Path | None,
+                        sparsities: str, tolerance: float, out: Path) -> None:  # fmt: skip
+    """Prune each layer of CHECKPOINT alone at each sparsity; plot and suggest per-layer targets."""
+    from deepshrink import _io, train
+    from deepshrink.eval.sensitivity import sensitivity
+    from deepshrink.report.plots import plot_sensitivity
+
+    try:
+        values = tuple(float(v) for v in sparsities.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--sparsities: expected numbers like 0.5,0.9, got {sparsities!r}"
+        ) from None
+    net, _ = train.load_checkpoint(checkpoint)
+    bundle = _load_data(data_name, data_root)
+    result = sensitivity(net, bundle.test, values)
+    suggested = result.suggest(tolerance)
+    _io.atomic_write_json(out / "sensitivity.json", {**result.to_dict(), "suggested": suggested,
+                                                      "tolerance": tolerance})  # fmt: skip
+    plot_sensitivity(result, out / "sensitivity.png", suggested)
+    from rich.table import Table
+
+    columns = [f"{100 * s:g}%" for s, _ in next(iter(result.curves.values()))]
+    title = f"top-1 with one layer pruned (dense {100 * result.dense_accuracy:.2f}%)"
+    table = Table("layer", *columns, "suggested", title=title)
+    for layer, curve in result.curves.items():
+        table.add_row(layer, *[f"{100 * a:.2f}" for _, a in curve], f"{suggested[layer]:g}")
+    _console().print(table)
+    _console().print(
+        f"recipe overrides: {suggested}\nwritten: {out}/sensitivity.json, sensitivity.png"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deepshrink`` console script; returns the exit code."""
     try:

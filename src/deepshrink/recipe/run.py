@@ -51,7 +51,11 @@ STATE = "state.json"
 
 
 def load_recipe(path: str | Path) -> tuple[Recipe, str]:
-    """Read and validate the recipe at ``path``; returns it with its exact text."""
+    """Read and validate the recipe at ``path``; returns it with its exact text.
+
+    Relative paths in the recipe (``model.checkpoint``, ``data.root``) are taken from the
+    recipe's folder, so a recipe runs the same from any working directory.
+    """
     import yaml
 
     path = Path(path)
@@ -65,7 +69,17 @@ def load_recipe(path: str | Path) -> tuple[Recipe, str]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: {_yaml_message(error)}") from None
-    return parse_recipe(document), text
+    return _resolve_paths(parse_recipe(document), path.parent), text
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    """Relative ``model.checkpoint`` and ``data.root`` are relative to the recipe's folder."""
+    model, data = recipe.model, recipe.data
+    if model.checkpoint is not None and not Path(model.checkpoint).is_absolute():
+        model = model.model_copy(update={"checkpoint": str(base / model.checkpoint)})
+    if data.root is not None and not Path(data.root).is_absolute():
+        data = data.model_copy(update={"root": str(base / data.root)})
+    return recipe.model_copy(update={"model": model, "data": data})
 
 
 def _yaml_message(error: Any) -> str:

@@ -12,7 +12,14 @@ from typing import Any
 
 from deepshrink import _io
 
-__all__ = ["plot_latency", "plot_layers", "plot_pareto", "plot_stages", "save_figure"]
+__all__ = [
+    "plot_latency",
+    "plot_layers",
+    "plot_pareto",
+    "plot_sensitivity",
+    "plot_stages",
+    "save_figure",
+]
 
 
 def _pyplot() -> Any:
@@ -93,8 +100,10 @@ def plot_latency(initial: dict[str, Any], final: dict[str, Any], path: Path) -> 
     return save_figure(figure, path)
 
 
-def plot_pareto(points: list[dict[str, Any]], path: Path) -> Path | None:
-    """Accuracy against bytes on disk for every run of a sweep, the Pareto front joined."""
+def plot_pareto(
+    points: list[dict[str, Any]], path: Path, xlabel: str = "bytes on disk (kB, log)"
+) -> Path | None:
+    """Accuracy against ``bytes`` for every run of a sweep, the Pareto front joined."""
     if not points:
         return None
     plt = _pyplot()
@@ -111,8 +120,29 @@ def plot_pareto(points: list[dict[str, Any]], path: Path) -> Path | None:
     for p in points:
         axis.annotate(p["label"], (p["bytes"] / 1000, 100 * p["accuracy"]), fontsize=7)
     axis.set_xscale("log")
-    axis.set_xlabel("bytes on disk (kB, log)")
+    axis.set_xlabel(xlabel)
     axis.set_ylabel("top-1 accuracy (%)")
     axis.legend()
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+def plot_sensitivity(result: Any, path: Path, suggested: dict[str, float] | None = None) -> Path:
+    """Accuracy against sparsity, one line per layer pruned alone; suggested targets marked."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for layer, curve in result.curves.items():
+        xs = [100 * s for s, _ in curve]
+        (line,) = axis.plot(xs, [100 * a for _, a in curve], marker="o", markersize=3, label=layer)
+        if suggested and layer in suggested:
+            chosen = dict(curve).get(suggested[layer])
+            if chosen is not None:
+                axis.scatter([100 * suggested[layer]], [100 * chosen], s=90, facecolors="none",
+                             edgecolors=line.get_color())  # fmt: skip
+    axis.axhline(100 * result.dense_accuracy, color="gray", linestyle=":", label="dense")
+    axis.set_xlabel("sparsity of the one layer pruned (%)")
+    axis.set_ylabel("top-1 accuracy (%)")
+    axis.set_title(f"per-layer sensitivity ({result.criterion}, no fine-tuning)")
+    axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     return save_figure(figure, path)

@@ -1,0 +1,130 @@
+"""Run one recipe over a grid of settings and collect the results in one table and plot.
+
+A setting is addressed by its key path in the recipe, as errors print it:
+``stages[1].prune.sparsity=0.5,0.8,0.9``. Several settings make a grid (every combination).
+Every variant is validated before the first one runs.
+
+>>> parse_setting("stages[1].prune.sparsity=0.5,0.9")
+(['stages', 1, 'prune', 'sparsity'], [0.5, 0.9])
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from deepshrink import _io
+from deepshrink.errors import ConfigError
+from deepshrink.recipe.run import Prepared, RunResult, execute, prepare
+from deepshrink.recipe.schema import parse_recipe
+
+__all__ = ["parse_setting", "sweep_recipe"]
+
+_PART = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)|\[(\d+)\]")
+
+
+def parse_setting(text: str) -> tuple[list[str | int], list[Any]]:
+    """``path=v1,v2,...`` → (key path, values parsed as YAML scalars)."""
+    import yaml
+
+    path_text, sep, values_text = text.partition("=")
+    if not sep or not values_text:
+        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE[,VALUE...]")
+    path: list[str | int] = []
+    for part in path_text.replace("].", "]").split("."):
+        pieces = _PART.findall(part)
+        if not pieces or "".join(n or f"[{i}]" for n, i in pieces) != part:
+            raise ConfigError(f"--set {text!r}: {part!r} is not a key or key[index]")
+        path += [name if name else int(index) for name, index in pieces]
+    values = [yaml.safe_load(v) for v in values_text.split(",")]
+    return path, values
+
+
+def _assign(document: Any, path: list[str | int], value: Any, text: str) -> None:
+    node = document
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            raise ConfigError(f"--set {text}: the recipe has no {key!r} there") from None
+    if isinstance(node, dict) or (isinstance(node, list) and isinstance(path[-1], int)):
+        node[path[-1]] = value  # type: ignore[index]
+    else:
+        raise ConfigError(f"--set {text}: cannot set {path[-1]!r} in a {type(node).__name__}")
+
+
+def variants(document: dict[str, Any], settings: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every combination of the settings applied to a copy of ``document``, with a label."""
+    parsed = [(text, *parse_setting(text)) for text in settings]
+    result = []
+    for combination in itertools.product(*(values for _, _, values in parsed)):
+        variant = copy.deepcopy(document)
+        labels = []
+        for (text, path, _), value in zip(parsed, combination, strict=True):
+            _assign(variant, path, value, text)
+            labels.append(f"{path[-1]}={value}")
+        result.append(("_".join(labels), variant))
+    return result
+
+
+def sweep_recipe(
+    path: str | Path, settings: list[str], out: str | Path, *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Run every variant into ``out/<label>/``; write ``sweep.json``, ``sweep.md``, a plot."""
+    import yaml
+
+    from deepshrink.recipe.run import load_recipe
+
+    _, text = load_recipe(path)
+    document = yaml.safe_load(text)
+    prepared: list[tuple[str, Prepared]] = []
+    for label, variant in variants(document, settings):
+        try:
+            recipe = parse_recipe(variant)
+        except ConfigError as error:
+            raise ConfigError(f"variant {label}: {error}") from None
+        prepared.append((label, prepare(recipe, yaml.safe_dump(variant, sort_keys=False))))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose another --out")
+    rows = []
+    for label, item in prepared:
+        result: RunResult = execute(item, out / label, None, progress=progress)
+        rows.append(_row(label, result))
+    _write_summary(out, rows)
+    return rows
+
+
+def _row(label: str, result: RunResult) -> dict[str, Any]:
+    final = result.final
+    return {
+        "label": label,
+        "accuracy": final.accuracy,
+        "bytes": final.file_bytes,
+        "gzip_bytes": final.gzip_bytes,
+        "parameters": final.parameters,
+        "nonzero_parameters": final.nonzero_parameters,
+        "macs": final.macs,
+        "baseline_accuracy": result.baseline.accuracy,
+    }
+
+
+def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
+    from deepshrink.eval import _units
+    from deepshrink.report.plots import plot_pareto
+
+    _io.atomic_write_json(out / "sweep.json", rows)
+    header = ("variant", "top-1", "baseline top-1", "file", "gzip", "non-zero", "MACs")
+    table = [
+        (r["label"], _units.percent(r["accuracy"]), _units.percent(r["baseline_accuracy"]),
+         _units.size(r["bytes"]), _units.size(r["gzip_bytes"]),
+         _units.count(r["nonzero_parameters"]), _units.macs(r["macs"]))
+        for r in rows
+    ]  # fmt: skip
+    points = [{**r, "bytes": r["gzip_bytes"]} for r in rows]
+    plot_pareto(points, out / "pareto.png", xlabel="final model, gzip -9 bytes (kB, log)")
+    text = f"# Sweep\n\n{_units.table(header, table)}\n\n![Pareto](pareto.png)\n"
+    _io.atomic_write_bytes(out / "sweep.md", text.encode("utf-8"))
