@@ -104,3 +104,14 @@ def test_shared_values_gradient_is_the_sum_over_each_cluster() -> None:
     (shared_values(centroids, indices, mask) * upstream).sum().backward()
     assert centroids.grad is not None
     assert centroids.grad.tolist() == [1.0 + 6.0, 2.0, 4.0 + 5.0]  # the masked 3.0 is not in it
+
+
+def test_empty_clusters_move_onto_the_data() -> None:
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(4000, generator=generator)
+    values = weight[weight.abs() > 1.0]  # pruned: a gap around zero holds linear-init centroids
+    start = initial_centroids(values, 16, "linear")
+    assert ((start > -1) & (start < 1)).sum() >= 4
+    result = kmeans_1d(values, 16)
+    assert len(result.labels.unique()) == 16  # every shared value is used
+    assert result.inertia < kmeans_1d(values, 16, max_iterations=1).inertia

@@ -5,7 +5,8 @@ the boundaries are the midpoints between neighbouring (sorted) centroids. So the
 sorted once; each iteration then costs one :func:`torch.searchsorted` of the ``k - 1`` midpoints
 and two lookups into a prefix sum (``O(k log n)``), not a pass over the ``n`` values. The loop
 stops at an exact fixed point (no boundary moved), the same end point as Lloyd's algorithm in
-scikit-learn with ``tol=0`` from the same initial centroids. An empty cluster keeps its centroid.
+scikit-learn with ``tol=0`` from the same initial centroids. A cluster left empty takes the value
+farthest from its cluster's centroid (scikit-learn's rule, one value per donor cluster).
 
 Written here rather than taken from scikit-learn because its general ``KMeans`` does a distance
 pass over all values per iteration (``O(nk)``) and is many times slower on a 4M-weight layer; see
@@ -125,9 +126,36 @@ def _lloyd(sorted_values: Tensor, centroids: Tensor, max_iterations: int) -> tup
             break
         sizes = edges[1:] - edges[:-1]
         sums = prefix[edges[1:]] - prefix[edges[:-1]]
-        centroids = torch.where(sizes > 0, sums / sizes.clamp(min=1), centroids).sort().values
+        centroids = torch.where(sizes > 0, sums / sizes.clamp(min=1), centroids)
+        centroids = _relocate_empty(sorted_values, edges, sizes, centroids).sort().values
         previous = edges
     return centroids, iterations
+
+
+def _relocate_empty(
+    sorted_values: Tensor, edges: Tensor, sizes: Tensor, centroids: Tensor
+) -> Tensor:
+    """Move empty clusters' centroids onto the values farthest from their own centroid.
+
+    As scikit-learn does, so that no shared value is wasted (with the linear initialisation the
+    gap left by pruning around zero would otherwise hold centroids that never get a member).
+    A cluster is the donor of at most one value per iteration: the end of its run farther from
+    its centroid.
+    """
+    empty = torch.nonzero(sizes == 0).flatten()
+    if empty.numel() == 0:
+        return centroids
+    last = sorted_values.numel() - 1
+    low = sorted_values[edges[:-1].clamp(max=last)]
+    high = sorted_values[(edges[1:] - 1).clamp(min=0)]
+    spread_low, spread_high = centroids - low, high - centroids
+    distance = torch.where(sizes > 0, torch.maximum(spread_low, spread_high), -1.0)
+    farthest = torch.where(spread_high >= spread_low, high, low)
+    donors = distance.argsort(descending=True)[: empty.numel()]
+    usable = distance[donors] > 0
+    centroids = centroids.clone()
+    centroids[empty[: int(usable.sum())]] = farthest[donors[usable]]
+    return centroids
 
 
 def kmeans_1d(
