@@ -11,6 +11,7 @@ starting centroids to convergence on one thread; the time is the median of ``--r
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -90,11 +91,12 @@ def main() -> None:
                 f"({row['deepshrink_iterations']} it), whole layer "
                 f"{row['deepshrink_cluster_weight_s']:.3f}s; scikit-learn {row['sklearn_s']:.2f}s "
                 f"({row['sklearn_iterations']} it); {row['speedup']:.0f}× faster, "
-                f"centroids differ by ≤ {row['max_centroid_difference']:.1e}",
+                f"centroids differ by ≤ {row['max_centroid_difference']:.1e}, inertia "
+                f"{row['deepshrink_inertia'] / row['sklearn_inertia']:.4f}× scikit-learn's",
                 flush=True,
             )
-    path = write_result("kmeans_speed", {"rows": rows, "repeats": args.repeats,
-                                         "sklearn_repeats": args.sklearn_repeats})  # fmt: skip
+    settings = {"repeats": args.repeats, "sklearn_repeats": args.sklearn_repeats}
+    path = write_result("kmeans_speed", {"rows": rows, **settings, "load": os.getloadavg()})
     print(f"wrote {path}")
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -88,6 +89,19 @@ class KMeansResult:
     iterations: int
 
 
+def _working(values: Tensor) -> Tensor:
+    """``values`` flattened, detached, as float32 or float64 (what sorting and searching use)."""
+    flat = values.detach().reshape(-1)
+    return flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+
+
+def _sorted(flat: Tensor) -> Tensor:
+    """Ascending copy of ``flat``: numpy's sort on a CPU (a few times faster than torch's)."""
+    if flat.device.type == "cpu":
+        return torch.from_numpy(np.sort(flat.numpy()))
+    return flat.sort().values
+
+
 def initial_centroids(
     values: Tensor, clusters: int, init: str = "linear", generator: torch.Generator | None = None
 ) -> Tensor:
@@ -96,8 +110,13 @@ def initial_centroids(
     >>> initial_centroids(torch.tensor([3.0, 0.0, 1.0]), 3).tolist()
     [0.0, 1.5, 3.0]
     """
-    sorted_values = values.detach().reshape(-1).to(torch.float64).sort().values
+    sorted_values = _sorted(_working(values))
     return INITS.get(init)(sorted_values, clusters, generator).to(values.dtype)
+
+
+def _midpoints(centroids: Tensor, dtype: torch.dtype) -> Tensor:
+    """Cluster boundaries between ascending float64 ``centroids``, in the values' ``dtype``."""
+    return ((centroids[1:] + centroids[:-1]) / 2).to(dtype)
 
 
 def assign(values: Tensor, centroids: Tensor) -> Tensor:
@@ -106,21 +125,22 @@ def assign(values: Tensor, centroids: Tensor) -> Tensor:
     >>> assign(torch.tensor([0.2, 0.5, 0.9]), torch.tensor([0.0, 1.0])).tolist()
     [0, 0, 1]
     """
-    centroids = centroids.to(torch.float64)
-    midpoints = (centroids[1:] + centroids[:-1]) / 2
-    return torch.bucketize(values.detach().to(torch.float64), midpoints)
+    flat = _working(values)
+    labels = torch.bucketize(flat, _midpoints(centroids.to(torch.float64), flat.dtype))
+    return labels.reshape(values.shape)
 
 
 def _lloyd(sorted_values: Tensor, centroids: Tensor, max_iterations: int) -> tuple[Tensor, int]:
-    """Lloyd iterations on sorted float64 values until no cluster boundary moves."""
+    """Lloyd iterations on sorted values until no cluster boundary moves; float64 centroids."""
     count = sorted_values.numel()
-    prefix = torch.cat([sorted_values.new_zeros(1), sorted_values.cumsum(0)])
+    prefix = torch.cat([centroids.new_zeros(1), sorted_values.cumsum(0, dtype=torch.float64)])
     outer = torch.tensor([0, count])
     previous = None
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is returned
-        midpoints = (centroids[1:] + centroids[:-1]) / 2
-        inner = torch.searchsorted(sorted_values, midpoints, right=True)
+        inner = torch.searchsorted(
+            sorted_values, _midpoints(centroids, sorted_values.dtype), right=True
+        )
         edges = torch.cat([outer[:1], inner, outer[1:]])
         if previous is not None and torch.equal(edges, previous):
             break
@@ -146,8 +166,8 @@ def _relocate_empty(
     if empty.numel() == 0:
         return centroids
     last = sorted_values.numel() - 1
-    low = sorted_values[edges[:-1].clamp(max=last)]
-    high = sorted_values[(edges[1:] - 1).clamp(min=0)]
+    low = sorted_values[edges[:-1].clamp(max=last)].to(torch.float64)
+    high = sorted_values[(edges[1:] - 1).clamp(min=0)].to(torch.float64)
     spread_low, spread_high = centroids - low, high - centroids
     distance = torch.where(sizes > 0, torch.maximum(spread_low, spread_high), -1.0)
     farthest = torch.where(spread_high >= spread_low, high, low)
@@ -156,6 +176,24 @@ def _relocate_empty(
     centroids = centroids.clone()
     centroids[empty[: int(usable.sum())]] = farthest[donors[usable]]
     return centroids
+
+
+def _fit(
+    flat: Tensor,
+    clusters: int,
+    init: str | Tensor,
+    max_iterations: int,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, int]:
+    """Float64 centroids (ascending) of the non-empty working values ``flat``, and iterations."""
+    if clusters < 1:
+        raise ValueError(f"clusters must be ≥ 1, got {clusters}")
+    sorted_values = _sorted(flat)
+    if isinstance(init, Tensor):
+        start = init.detach().reshape(-1).to(torch.float64).sort().values
+    else:
+        start = INITS.get(init)(sorted_values, clusters, generator).to(torch.float64)
+    return _lloyd(sorted_values, start.to(flat.device), max_iterations)
 
 
 def kmeans_1d(
@@ -174,20 +212,13 @@ def kmeans_1d(
     >>> kmeans_1d(torch.tensor([1.0, 2.0, 10.0, 12.0]), 2, init="density").centroids.tolist()
     [1.5, 11.0]
     """
-    if clusters < 1:
-        raise ValueError(f"clusters must be ≥ 1, got {clusters}")
-    flat = values.detach().reshape(-1).to(torch.float64)
+    flat = _working(values)
     if flat.numel() == 0:
         empty = torch.zeros(clusters, dtype=values.dtype, device=values.device)
         return KMeansResult(empty, torch.zeros_like(values, dtype=torch.long), 0.0, 0)
-    sorted_values = flat.sort().values
-    if isinstance(init, Tensor):
-        start = init.detach().reshape(-1).to(torch.float64).sort().values
-    else:
-        start = INITS.get(init)(sorted_values, clusters, generator)
-    centroids, iterations = _lloyd(sorted_values, start.to(flat.device), max_iterations)
+    centroids, iterations = _fit(flat, clusters, init, max_iterations, generator)
     labels = assign(flat, centroids)
-    inertia = float(((flat - centroids[labels]) ** 2).sum())
+    inertia = float(((flat.to(torch.float64) - centroids[labels]) ** 2).sum())
     return KMeansResult(
         centroids.to(values.dtype), labels.reshape(values.shape), inertia, iterations
     )
@@ -220,13 +251,13 @@ def cluster_weight(
     Indices of zero entries are 0 (the mask says they are zero).
     """
     mask = weight.detach() != 0
-    result = kmeans_1d(
-        weight.detach()[mask], clusters, init=init, max_iterations=max_iterations,
-        generator=generator,
-    )  # fmt: skip
-    indices = torch.zeros(weight.shape, dtype=index_dtype(clusters), device=weight.device)
-    indices[mask] = result.labels.to(indices.dtype)
-    return SharedWeight(result.centroids, indices, mask)
+    values = _working(weight)[mask.reshape(-1)]
+    if values.numel() == 0:
+        centroids = torch.zeros(clusters, dtype=torch.float64, device=weight.device)
+    else:
+        centroids, _ = _fit(values, clusters, init, max_iterations, generator)
+    labels = assign(weight, centroids).masked_fill_(~mask, 0)
+    return SharedWeight(centroids.to(weight.dtype), labels.to(index_dtype(clusters)), mask)
 
 
 def shared_values(centroids: Tensor, indices: Tensor, mask: Tensor) -> Tensor:
