@@ -120,3 +120,16 @@ def test_eight_bits_stay_close_to_the_float_model(images: ArrayDataset) -> None:
     dense = model(x)
     quantize_(model, KMeansQuantization(bits=8))
     assert (model(x) - dense).abs().max() < 0.05 * dense.abs().max()  # 8 bits ≈ the float model
+
+
+def test_subclasses_of_linear_are_shared_too() -> None:
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2)  # out_proj is a subclass of nn.Linear
+    x = torch.rand(5, 1, 8)
+    quantize_(attention, KMeansQuantization(bits=3))
+    assert type(attention.out_proj).__name__ == "SharedNonDynamicallyQuantizableLinear"
+    assert distinct_nonzeros(attention.out_proj.weight) <= 8
+    shared_output = attention(x, x, x)[0]
+    finalize_(attention)
+    assert type(attention.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear
+    assert torch.equal(attention(x, x, x)[0], shared_output)

@@ -34,7 +34,7 @@ from deepshrink.graph.structure import STRUCTURE_ATTRIBUTE
 from deepshrink.prune.masking import MASK_KIND, enforce_masks_, mask_of, remove_mask_
 from deepshrink.prune.targets import Patterns, layer_values, select
 from deepshrink.quantize.config import KMeansQuantization, kind_of
-from deepshrink.quantize.shared import SHARED_TYPES, empty_codebook, is_shared, share_, unshare_
+from deepshrink.quantize.shared import empty_codebook, is_shareable, share_, unshare_
 
 __all__ = ["KMEANS_KIND", "finalize_kmeans_", "quantize_kmeans_", "shareable_layers"]
 
@@ -47,12 +47,7 @@ _METHOD = "k-means quantization"
 
 def shareable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Named ``Linear``/convolution layers with a weight (or already shared), in model order."""
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if type(module) in SHARED_TYPES.values()
-        or (type(module) in SHARED_TYPES and module._parameters.get("weight") is not None)
-    }
+    return {name: module for name, module in model.named_modules() if is_shareable(module)}
 
 
 @contextlib.contextmanager
@@ -149,7 +144,7 @@ def _rebuild_shared(model: nn.Module, entry: dict[str, Any]) -> None:
             raise FormatError(f"{KMEANS_KIND}: the model has no module {name!r}") from None
         if not isinstance(clusters, int) or not 1 <= clusters <= 2**16:
             raise FormatError(f"{KMEANS_KIND}: {name}: bad number of clusters {clusters!r}")
-        if type(layer) not in SHARED_TYPES and not is_shared(layer):
+        if not is_shareable(layer):
             raise FormatError(f"{KMEANS_KIND}: {name} is a {type(layer).__name__}, not shareable")
         if mask_of(layer, "weight") is not None:
             remove_mask_(layer, "weight")

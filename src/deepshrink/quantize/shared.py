@@ -33,11 +33,13 @@ from torch import Tensor, nn
 from deepshrink.functional.kmeans import SharedWeight, index_dtype, shared_values
 
 __all__ = [
+    "SHAREABLE",
     "SHARED_TYPES",
     "CENTROIDS",
     "INDICES",
     "MASK",
     "SharedWeightMixin",
+    "is_shareable",
     "is_shared",
     "share_",
     "unshare_",
@@ -98,7 +100,17 @@ class SharedConvTranspose3d(SharedWeightMixin, nn.ConvTranspose3d):
     """A ``ConvTranspose3d`` whose weight takes shared values."""
 
 
-#: plain layer class → its shared subclass
+#: The layer types whose weight can be shared (their subclasses too).
+SHAREABLE: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+#: plain layer class → its shared subclass (subclasses of ``SHAREABLE`` are added when met)
 SHARED_TYPES: dict[type[nn.Module], type[nn.Module]] = {
     nn.Linear: SharedLinear,
     nn.Conv1d: SharedConv1d,
@@ -116,6 +128,23 @@ def is_shared(layer: nn.Module) -> bool:
     return isinstance(layer, SharedWeightMixin)
 
 
+def is_shareable(layer: nn.Module) -> bool:
+    """Whether :func:`share_` can share ``layer``'s weight (or already has)."""
+    return is_shared(layer) or (
+        isinstance(layer, SHAREABLE) and layer._parameters.get("weight") is not None
+    )
+
+
+def _shared_class(plain: type[nn.Module]) -> type[nn.Module]:
+    """The shared subclass of ``plain``, made on first use for subclasses of ``SHAREABLE``."""
+    if plain not in SHARED_TYPES:
+        name = f"Shared{plain.__name__}"
+        doc = f"A ``{plain.__name__}`` whose weight takes shared values."
+        SHARED_TYPES[plain] = type(name, (SharedWeightMixin, plain), {"__doc__": doc})
+        _PLAIN[SHARED_TYPES[plain]] = plain
+    return SHARED_TYPES[plain]
+
+
 def _replace_parameter(layer: nn.Module, old: str, new: str, value: nn.Parameter) -> None:
     """Put ``value`` under ``new`` where ``old`` was, keeping the parameters' order."""
     items = [
@@ -128,14 +157,18 @@ def _replace_parameter(layer: nn.Module, old: str, new: str, value: nn.Parameter
 
 def share_(layer: nn.Module, shared: SharedWeight) -> None:
     """Make ``layer``'s weight ``shared`` (already shared layers get the new codebook)."""
-    plain = _PLAIN.get(type(layer), type(layer))
-    if plain not in SHARED_TYPES:
-        raise TypeError(f"{type(layer).__name__} has no shared-weight form")
-    if not is_shared(layer) and layer._parameters.get("weight") is None:
-        raise TypeError(f"{type(layer).__name__} has no weight parameter to share")
+    if not is_shareable(layer):
+        raise TypeError(f"{type(layer).__name__} has no weight parameter that can be shared")
+    shared_class = _shared_class(_PLAIN.get(type(layer), type(layer)))
     old = CENTROIDS if is_shared(layer) else "weight"
     reference = layer._parameters[old]
     assert reference is not None
+    shape = layer.weight.shape
+    if shared.indices.shape != shape or shared.mask.shape != shape:
+        raise ValueError(
+            f"codebook indices of shape {tuple(shared.indices.shape)} do not fit the weight "
+            f"of shape {tuple(shape)}"
+        )
     centroids = nn.Parameter(
         shared.centroids.detach().to(reference.device, reference.dtype).clone(),
         requires_grad=reference.requires_grad,
@@ -143,7 +176,7 @@ def share_(layer: nn.Module, shared: SharedWeight) -> None:
     _replace_parameter(layer, old, CENTROIDS, centroids)
     layer._buffers[INDICES] = shared.indices.to(reference.device).clone()
     layer._buffers[MASK] = shared.mask.to(reference.device, torch.bool).clone()
-    layer.__class__ = SHARED_TYPES[plain]
+    layer.__class__ = shared_class
 
 
 def empty_codebook(layer: nn.Module, clusters: int) -> SharedWeight:
