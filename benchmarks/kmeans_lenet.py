@@ -85,8 +85,8 @@ def share_one(name: str, base: torch.nn.Module, data: ds.data.Data, args: argpar
     config = KMeansQuantization(bits=WIDTHS[name], init="linear")
     began = time.perf_counter()
     quantize_(model, config)
-    shared = accuracy(model, data)
     clustered = time.perf_counter() - began
+    shared = accuracy(model, data)
     tune(model, data, args.epochs, args.lr)
     seconds = time.perf_counter() - began
     path = ds.save_checkpoint(finalize_(model), args.cache / f"shared_{name}")
@@ -129,7 +129,7 @@ def sweep(base: torch.nn.Module, data: ds.data.Data, args: argparse.Namespace) -
     return rows
 
 
-def plot(rows: list[dict], reference: float, path: Path, epochs: int) -> None:
+def plot(rows: list[dict], reference: float, kept: float, path: Path, epochs: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +148,7 @@ def plot(rows: list[dict], reference: float, path: Path, epochs: int) -> None:
         axis.grid(alpha=0.3)
     (fig.axes[0]).set_ylabel("MNIST test accuracy (%)")
     fig.axes[0].legend(loc="lower right")
-    fig.suptitle("Pruned LeNet-300-100 (7.7 % of weights): k-means initialisation")
+    fig.suptitle(f"Pruned LeNet-300-100 ({kept:.1%} of weights kept): k-means initialisation")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -197,8 +197,10 @@ def main() -> None:
         payload["sweep"] = sweep(bases["lenet300"], data, args)
         payload["sweep_epochs"] = args.sweep_epochs
         png = RESULTS / "kmeans_lenet300_inits.png"
-        plot(payload["sweep"], rows[args.models.index("lenet300")]["pruned_accuracy"], png,
-             args.sweep_epochs)  # fmt: skip
+        counts = weight_counts(bases["lenet300"]).values()
+        kept = sum(k for k, _ in counts) / sum(t for _, t in counts)
+        reference = rows[args.models.index("lenet300")]["pruned_accuracy"]
+        plot(payload["sweep"], reference, kept, png, args.sweep_epochs)
         print(f"wrote {png}")
     payload["load_average"] = os.getloadavg()
     print(f"wrote {write_result('kmeans_lenet_' + '_'.join(args.models), payload)}")
