@@ -40,6 +40,8 @@ def case(weight: torch.Tensor, clusters: int, args: argparse.Namespace) -> dict[
     start = initial_centroids(values, clusters, "linear")
     ours, result = median_seconds(lambda: kmeans_1d(values, clusters, init="linear"), args.repeats)
     whole, _ = median_seconds(lambda: cluster_weight(weight, clusters), args.repeats)
+    flat = values.numpy()
+    sort, _ = median_seconds(lambda: np.sort(flat), args.repeats)
     column = values.double().numpy()[:, None]
     init = start.double().numpy()[:, None]
 
@@ -55,6 +57,7 @@ def case(weight: torch.Tensor, clusters: int, args: argparse.Namespace) -> dict[
         "clusters": clusters,
         "deepshrink_kmeans_1d_s": ours,
         "deepshrink_cluster_weight_s": whole,
+        "numpy_sort_s": sort,
         "deepshrink_iterations": result.iterations,
         "deepshrink_inertia": result.inertia,
         "sklearn_s": theirs,
@@ -88,7 +91,8 @@ def main() -> None:
             print(
                 f"{label}: {row['nonzero_weights']:,} values, {args.clusters} clusters: "
                 f"deepshrink {row['deepshrink_kmeans_1d_s']:.3f}s "
-                f"({row['deepshrink_iterations']} it), whole layer "
+                f"({row['deepshrink_iterations']} it; one numpy sort {row['numpy_sort_s']:.3f}s), "
+                f"whole layer "
                 f"{row['deepshrink_cluster_weight_s']:.3f}s; scikit-learn {row['sklearn_s']:.2f}s "
                 f"({row['sklearn_iterations']} it); {row['speedup']:.0f}× faster, "
                 f"centroids differ by ≤ {row['max_centroid_difference']:.1e}, inertia "

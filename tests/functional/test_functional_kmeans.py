@@ -26,12 +26,16 @@ def test_hand_computed_two_clusters() -> None:
     assert result.inertia == pytest.approx(1 + 0 + 1 + 4 + 1 + 9)
 
 
-@pytest.mark.parametrize("init", ["linear", "density", "random"])
-def test_matches_scikit_learn_lloyd_from_the_same_start(init: str) -> None:
+@pytest.mark.parametrize(
+    ("init", "pruned"), [("linear", False), ("density", False), ("random", False), ("linear", True)]
+)
+def test_matches_scikit_learn_lloyd_from_the_same_start(init: str, pruned: bool) -> None:
     from sklearn.cluster import KMeans
 
     generator = torch.Generator().manual_seed(3)
     values = torch.cat([torch.randn(600, generator=generator), 3 + torch.rand(200)]).double()
+    if pruned:  # a gap around zero: linear-init centroids there go empty and are relocated
+        values = values[values.abs() > 1]
     start = initial_centroids(values, 8, init, torch.Generator().manual_seed(0))
     ours = kmeans_1d(values, 8, init=start)
     theirs = KMeans(8, init=start.numpy()[:, None], n_init=1, algorithm="lloyd", tol=0.0,
@@ -77,6 +81,8 @@ def test_fewer_values_than_clusters_and_empty_input() -> None:
     assert set(small.centroids.tolist()) == {1.0, 5.0} and small.inertia == 0.0
     empty = kmeans_1d(torch.zeros(0), 4)
     assert empty.centroids.shape == (4,) and empty.labels.numel() == 0
+    pruned_away = cluster_weight(torch.zeros(3, 2), 4)
+    assert not pruned_away.mask.any() and not pruned_away.indices.any()
 
 
 def test_assign_breaks_ties_towards_the_lower_centroid() -> None:
