@@ -9,13 +9,14 @@
 17226
 
 The subpackages: ``zoo`` (reference models), ``data`` (datasets), ``train`` (fit, evaluate,
-checkpoints), ``eval`` (measurement and reports) and ``prune`` (weight and neuron pruning).
+checkpoints), ``eval`` (measurement and reports), ``prune`` (weight and neuron pruning) and
+``quantize`` (k-means weight sharing).
 ``import deepshrink`` stays light: no onnx, yaml, matplotlib, click or scikit-learn here.
 """
 
 from __future__ import annotations
 
-from deepshrink import data, errors, eval, prune, train, zoo
+from deepshrink import data, errors, eval, prune, quantize, train, zoo
 from deepshrink.errors import (
     ConfigError,
     DataError,
@@ -26,6 +27,7 @@ from deepshrink.errors import (
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
 from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
+from deepshrink.quantize import KMeansQuantization, quantize_
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -35,6 +37,7 @@ __all__ = [
     "DataError",
     "DeepshrinkError",
     "FormatError",
+    "KMeansQuantization",
     "MagnitudePruning",
     "NeuronPruning",
     "PolynomialDecay",
@@ -51,6 +54,8 @@ __all__ = [
     "load_checkpoint",
     "prune",
     "prune_",
+    "quantize",
+    "quantize_",
     "save_checkpoint",
     "train",
     "zoo",

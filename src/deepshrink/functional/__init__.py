@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from deepshrink.functional.kmeans import (
+    INITS,
+    KMeansResult,
+    SharedWeight,
+    cluster_weight,
+    kmeans_1d,
+    shared_values,
+)
 from deepshrink.functional.lowrank import (
     factor_modes,
     low_rank_factors,
@@ -25,6 +33,12 @@ from deepshrink.functional.masks import (
 )
 
 __all__ = [
+    "INITS",
+    "KMeansResult",
+    "SharedWeight",
+    "cluster_weight",
+    "kmeans_1d",
+    "shared_values",
     "factor_modes",
     "global_keep_masks",
     "iterative_sparsities",

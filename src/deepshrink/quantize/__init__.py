@@ -1,1 +1,48 @@
-"""deepshrink.quantize."""
+"""Quantization: k-means weight sharing (Deep Compression) with centroid fine-tuning.
+
+>>> import torch
+>>> from torch import nn
+>>> import deepshrink.quantize as dq
+>>> model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+>>> _ = dq.quantize_(model, dq.KMeansQuantization(bits=4))    # shared, trainable centroids
+>>> type(model[0]).__name__, model[0].weight_centroids.numel()
+('SharedLinear', 16)
+>>> _ = dq.finalize_(model)                                    # plain weights again
+>>> type(model[0]).__name__, len(model[0].weight.unique()) <= 16
+('Linear', True)
+
+Methods (each a frozen config, applied by :func:`quantize_`): :class:`KMeansQuantization`
+(per-layer 1-D k-means over the non-zero weights; ``bits`` per layer kind and per layer glob;
+``linear``, ``density`` or ``random`` initialisation). Fine-tune the centroids with
+:func:`deepshrink.train.fit`; :func:`finalize_` makes the sharing permanent. Importing this package
+registers the structure record (``"quantize.kmeans"``) that lets
+:func:`deepshrink.train.load_checkpoint` rebuild quantized models.
+"""
+
+from __future__ import annotations
+
+from deepshrink.quantize.api import finalize_, quantize_, register_method
+from deepshrink.quantize.config import (
+    METHODS,
+    KMeansQuantization,
+    QuantizeConfig,
+    quantization,
+)
+from deepshrink.quantize.kmeans import finalize_kmeans_, quantize_kmeans_, shareable_layers
+from deepshrink.quantize.shared import is_shared, share_, unshare_
+
+register_method(KMeansQuantization, quantize_kmeans_, finalize_kmeans_)
+
+__all__ = [
+    "METHODS",
+    "KMeansQuantization",
+    "QuantizeConfig",
+    "finalize_",
+    "is_shared",
+    "quantization",
+    "quantize_",
+    "register_method",
+    "shareable_layers",
+    "share_",
+    "unshare_",
+]
