@@ -9,13 +9,15 @@
 17226
 
 The subpackages: ``zoo`` (reference models), ``data`` (datasets), ``train`` (fit, evaluate,
-checkpoints), ``eval`` (measurement and reports) and ``prune`` (weight and neuron pruning).
+checkpoints), ``eval`` (measurement and reports), ``prune`` (weight and neuron pruning) and
+``encode`` (the ``.dsz`` Deep Compression container: ``save``, ``load``, ``size_table``).
 ``import deepshrink`` stays light: no onnx, yaml, matplotlib, click or scikit-learn here.
 """
 
 from __future__ import annotations
 
-from deepshrink import data, errors, eval, prune, train, zoo
+from deepshrink import data, encode, errors, eval, prune, train, zoo
+from deepshrink.encode import EncodeConfig, load, save, size_table
 from deepshrink.errors import (
     ConfigError,
     DataError,
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeepshrinkError",
+    "EncodeConfig",
     "FormatError",
     "MagnitudePruning",
     "NeuronPruning",
@@ -43,15 +46,19 @@ __all__ = [
     "__version__",
     "compare",
     "data",
+    "encode",
     "errors",
     "eval",
     "evaluate",
     "finalize_",
     "fit",
+    "load",
     "load_checkpoint",
     "prune",
     "prune_",
+    "save",
     "save_checkpoint",
+    "size_table",
     "train",
     "zoo",
 ]
