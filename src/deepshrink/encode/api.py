@@ -72,14 +72,21 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
 
     container = read(path)
     header = container.header
-    arch = header["arch"]
-    if arch is not None and not (
-        isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)
-    ):
-        raise FormatError(f"{path}: header: 'arch' needs a name and keyword arguments, got {arch}")
+    if model is None and header["arch"] is not None:
+        model = _create(header["arch"], path)
     try:
-        return restore(model, arch, header["structure"], container.tensors, path)
+        return restore(model, header["arch"], header["structure"], container.tensors, path)
     except DeepshrinkError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
         raise FormatError(f"{path}: the model cannot be rebuilt from the header: {exc}") from exc
+
+
+def _create(arch: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
+    """The zoo model the header's ``arch`` names; :class:`FormatError` if it names none."""
+    from deepshrink.zoo import create
+
+    try:
+        return create(arch["name"], **arch.get("kwargs", {}))
+    except (DeepshrinkError, TypeError, ValueError, KeyError) as exc:
+        raise FormatError(f"{path}: header: 'arch' {arch} names no zoo model: {exc}") from None

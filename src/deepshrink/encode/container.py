@@ -53,13 +53,13 @@ class Container:
 def encode_all(tensors: Mapping[str, torch.Tensor], config: EncodeConfig) -> list[Encoded]:
     """Code every tensor; a ``<name>_mask`` bool tensor may follow its ``<name>``."""
     out = []
+    seen: set[str] = set()
     for name, tensor in tensors.items():
-        support = tensors.get(support_name(name)) if tensor.dtype == torch.bool else None
-        if support is not None and list(tensors).index(support_name(name)) > list(tensors).index(
-            name
-        ):
-            support = None  # the reader needs the weight before its mask
-        out.append(encode_tensor(name, tensor, config, support))
+        source = support_name(name)
+        # the reader needs the weight before its mask
+        follows = tensor.dtype == torch.bool and source != name and source in seen
+        out.append(encode_tensor(name, tensor, config, tensors[source] if follows else None))
+        seen.add(name)
     return out
 
 

@@ -82,9 +82,10 @@ class Header(BaseModel):
 
 
 def check_header(header: Any, fail: Callable[[str, str], Exception]) -> dict[str, Any]:
-    """``header`` if it is a valid header dictionary; else ``fail("header", problem)``."""
+    """``header`` if it is a valid header dictionary (tensor fields set to ``null`` dropped);
+    else ``fail("header", problem)``."""
     try:
-        Header.model_validate(header)
+        valid = Header.model_validate(header)
     except ValidationError as exc:
         raise fail("header", validation_message("", exc).lstrip(".")) from None
-    return header
+    return {**header, "tensors": [entry.model_dump(exclude_none=True) for entry in valid.tensors]}

@@ -242,6 +242,8 @@ def decode_tensor(
         bits = np.frombuffer(take("raw", numel * little.itemsize), dtype=little)
     elif layout == "support":
         source = earlier.get(entry.get("of") or "")
+        if entry["dtype"] != "bool":
+            raise ValueError(f"only bool tensors follow another, not {entry['dtype']}")
         if source is None or list(source.shape) != shape:
             raise ValueError(f"it follows {entry.get('of')!r}, no earlier tensor of shape {shape}")
         bits = (patterns(source) != 0).astype(little)
@@ -257,7 +259,7 @@ def decode_tensor(
 
 def _read_values(entry: dict[str, Any], take: Take, count: int, little: np.dtype) -> np.ndarray:
     """``count`` values: codebook + code indices, or (codebook 0) the values themselves."""
-    size = entry.get("codebook", 0)
+    size = entry.get("codebook") or 0
     if size == 0:
         return np.frombuffer(take("values", count * little.itemsize), dtype=little)
     if not 1 <= size <= MAX_CODEBOOK or entry.get("values") is None:

@@ -147,7 +147,7 @@ def decode(data: bytes, lengths: np.ndarray, count: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size == 0 or lengths.min() < 0 or lengths.max() > MAX_CODE_LENGTH:
-        raise ValueError(f"code lengths must lie in [0, {MAX_CODE_LENGTH}] and not all be 0")
+        raise ValueError(f"code lengths must lie in [0, {MAX_CODE_LENGTH}]")
     if kraft_sum(lengths) > 1:
         raise ValueError("code lengths do not form a prefix code (Kraft sum above 1)")
     table_symbols, table_lengths, width = decode_table(lengths)
