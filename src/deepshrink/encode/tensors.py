@@ -96,27 +96,31 @@ class _Parts:
     bits: np.ndarray
     positions: np.ndarray
     values: np.ndarray
-    distinct: np.ndarray
-    codes: np.ndarray
-    counts: np.ndarray
+    distinct: np.ndarray | None = None  # None: more than MAX_CODEBOOK values
+    codes: np.ndarray | None = None
+    counts: np.ndarray | None = None
 
     @classmethod
     def of(cls, bits: np.ndarray) -> _Parts:
         positions = np.flatnonzero(bits)
         values = bits[positions]
+        sample = values[:: max(1, values.size // 4096)]
+        if np.unique(sample).size > MAX_CODEBOOK:  # too many values already: skip the full sort
+            return cls(bits, positions, values)
         distinct, codes, counts = np.unique(values, return_inverse=True, return_counts=True)
         return cls(bits, positions, values, distinct, codes.reshape(-1), counts)
 
 
 def _codebook_counts(parts: _Parts, zeros: int) -> np.ndarray:
     """Code histogram of a codebook that puts zero first when ``zeros`` entries are zero."""
+    assert parts.counts is not None
     return np.concatenate([[zeros], parts.counts]) if zeros else parts.counts
 
 
 def _values_cost(parts: _Parts, zeros: int, itemsize: int, huffman: bool) -> float:
-    size = len(parts.distinct) + (zeros > 0)
-    if size > MAX_CODEBOOK:
+    if parts.distinct is None or len(parts.distinct) + (zeros > 0) > MAX_CODEBOOK:
         return math.inf
+    size = len(parts.distinct) + (zeros > 0)
     counts = _codebook_counts(parts, zeros)
     return size * itemsize + SECTION_OVERHEAD + stream_cost(counts, size, huffman)[0]
 

@@ -7,7 +7,8 @@ Python. Here the code lengths come from the usual merge of the two rarest nodes 
 counts. Encoding packs all codes at once; decoding looks up, for *every* bit position, the code
 that would start there (one table lookup on a sliding window), then follows the chain of code
 starts from bit 0 by pointer doubling: ``log2(count)`` vectorised gathers instead of ``count``
-Python steps.
+Python steps (the chain is first narrowed to the positions 64 steps after some position, which
+Huffman's self-synchronisation makes few).
 
 A stream with a single distinct symbol gets a 1-bit code, so every symbol costs at least one
 bit; a reader can then bound a symbol count by the bytes it reads.
@@ -160,7 +161,7 @@ def decode(data: bytes, lengths: np.ndarray, count: int) -> np.ndarray:
     jump[:nbits] += step
     jump[:nbits][step == 0] = nbits  # a window that starts no code leads nowhere
     np.minimum(jump, nbits, out=jump)
-    starts = _chain(jump.astype(np.int32 if nbits < 2**31 - 1 else np.int64), count)
+    starts = _chain(jump.astype(np.int32 if nbits < 2**31 - 1 else np.int64), 0, count)
     if starts[-1] >= nbits:
         raise ValueError("the bits run out or hold an invalid code before the last symbol")
     end = int(starts[-1]) + int(step[starts[-1]])
@@ -179,22 +180,31 @@ def _follow(jump: np.ndarray, start: int, count: int, levels: int) -> tuple[np.n
     return chain[:count], power
 
 
-def _chain(jump: np.ndarray, count: int) -> np.ndarray:
-    """The first ``count`` nodes of the chain from node 0 of the successor array ``jump``.
+def _chain(jump: np.ndarray, start: int, count: int, rounds: int = 3) -> np.ndarray:
+    """The first ``count`` nodes of the chain from ``start`` of the successor array ``jump``.
 
     Pointer doubling over every bit position costs ``nbits`` gathers a level. Huffman codes
-    resynchronise within a few symbols, so after eight steps almost all chains have merged: the
-    nodes eight steps after *some* node form a set closed under ``jump`` that holds the rest of
-    the chain, about one node per symbol rather than per bit; the doubling goes on there.
+    resynchronise, so after 64 steps most chains have merged: the nodes 64 steps after *some*
+    node form a set closed under ``jump`` that holds the rest of the chain, closer to one node
+    per symbol than one per bit. Where that set is the chain itself
+    (each node's successor is the next node), it is read off directly; otherwise it is narrowed
+    again, and the doubling goes on there.
     """
-    head, power = _follow(jump, 0, count, levels=3)
-    if head.size >= count or head.size < 8:
+    head, power = _follow(jump, start, count, levels=6)
+    if head.size >= count or head.size < 64:
         return head
     reached = np.zeros(jump.size, dtype=bool)
     reached[power] = True
     nodes = np.flatnonzero(reached).astype(jump.dtype)
     rank = (np.cumsum(reached) - 1).astype(jump.dtype)
-    tail, _ = _follow(rank[jump[nodes]], int(rank[power[0]]), count - head.size, levels=64)
+    compact, first, rest = rank[jump[nodes]], int(rank[power[start]]), count - head.size
+    successors, following = compact[first : first + rest - 1], np.arange(first + 1, first + rest)
+    if first + rest <= nodes.size and np.array_equal(successors, following):
+        tail = np.arange(first, first + rest)
+    elif rounds > 1:
+        tail = _chain(compact, first, rest, rounds - 1)
+    else:
+        tail, _ = _follow(compact, first, rest, levels=64)
     return np.concatenate([head, nodes[tail]])
 
 
