@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from _common import write_result
-from prune_lenet import PLANS, prune_one
+from prune_lenet import add_arguments, prune_one
 
 import deepshrink as ds
 from deepshrink.data.transforms import RandomCropPad
@@ -107,20 +107,11 @@ def compress_one(name: str, data: ds.data.Data, args: argparse.Namespace) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(PLANS), choices=list(PLANS))
+    add_arguments(parser)  # prune_lenet.py's flags and defaults, passed to its prune_one
     parser.add_argument("--pruned", nargs="*", default=[], metavar="MODEL=CHECKPOINT")
-    # the fine-tuning flags of prune_lenet.py, same defaults (passed to its prune_one)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--final-epochs", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--distill", action="store_true")
-    parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--alpha", type=float, default=0.7)
     parser.add_argument("--no-kmeans", action="store_true", help="prune and encode only (P+H)")
     parser.add_argument("--kmeans-epochs", type=int, default=2)
     parser.add_argument("--kmeans-lr", type=float, default=0.001)
-    parser.add_argument("--threads", type=int)
     parser.add_argument("--save-dir", default="/tmp/deepshrink-deep-compression")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -134,8 +134,8 @@ def tables(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags :func:`prune_one` reads (also used by ``deep_compression.py``)."""
     parser.add_argument("--models", nargs="+", default=list(PLANS), choices=list(PLANS))
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2, help="fine-tune epochs per step")
@@ -145,6 +145,11 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.7)
     parser.add_argument("--threads", type=int)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
     parser.add_argument("--save-dir", default="/tmp/deepshrink-prune")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
