@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from _common import write_result
-from prune_lenet import add_arguments, prune_one
+from prune_lenet import add_arguments, prepare, prune_one
 
 import deepshrink as ds
-from deepshrink.data.transforms import RandomCropPad
 from deepshrink.encode import EncodeConfig
 
 #: fp32 bytes of every parameter: the baseline of Han et al.'s compression rates
@@ -114,12 +112,7 @@ def main() -> None:
     parser.add_argument("--kmeans-lr", type=float, default=0.001)
     parser.add_argument("--save-dir", default="/tmp/deepshrink-deep-compression")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    data = ds.data.load("mnist")
-    data.train.transform = RandomCropPad(28, 2)
+    data = prepare(args)
     rows = [compress_one(name, data, args) for name in args.models]
     path = write_result("deep_compression", {"rows": rows, "settings": vars(args)})
     print(f"wrote {path}")

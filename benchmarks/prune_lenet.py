@@ -147,17 +147,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    parser.add_argument("--save-dir", default="/tmp/deepshrink-prune")
-    args = parser.parse_args()
+def prepare(args: argparse.Namespace) -> ds.data.Data:
+    """Logging, threads, seed, and MNIST with the baselines' ±2 px random shifts."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = ds.data.load("mnist")
     data.train.transform = RandomCropPad(28, 2)
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--save-dir", default="/tmp/deepshrink-prune")
+    args = parser.parse_args()
+    data = prepare(args)
     rows = [prune_one(name, data, args) for name in args.models]
     text = tables(rows)
     print(text)
