@@ -91,3 +91,12 @@ def test_missing_file_unsupported_dtype_and_bad_arch(tmp_path, dsz) -> None:
         path.write_bytes(edited)
         with pytest.raises(FormatError, match="arch|rebuilt"):
             ds.load(path)
+
+
+def test_state_entries_that_are_not_tensors_are_refused(tmp_path) -> None:
+    class Odd(nn.Linear):
+        def state_dict(self, *args, **kwargs):  # type: ignore[override]
+            return {**super().state_dict(*args, **kwargs), "packed": (1, 2)}
+
+    with pytest.raises(ConfigError, match="'packed' is a tuple"):
+        ds.save(Odd(2, 2), tmp_path / "odd.dsz")

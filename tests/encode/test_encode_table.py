@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import deepshrink as ds
 from deepshrink.encode import EncodeConfig
+from deepshrink.errors import FormatError
 
 
 def _shared_and_pruned_lenet5() -> torch.nn.Module:
@@ -54,3 +56,11 @@ def test_huffman_mean_code_length_within_one_bit_of_entropy_for_every_stream() -
     assert len(streams) >= 8  # values and gaps of the four layers
     for entropy, mean in streams:
         assert entropy - 1e-9 <= mean <= entropy + 1
+
+
+def test_a_file_with_invalid_settings_is_a_format_error(tmp_path, dsz) -> None:
+    path = ds.save(torch.nn.Linear(3, 3), tmp_path / "m.dsz")
+    edited = dsz.with_header(path.read_bytes(), lambda h: h.update(encoding={"index_bits": 99}))
+    path.write_bytes(edited)
+    with pytest.raises(FormatError, match="encoding"):
+        ds.size_table(path)

@@ -25,7 +25,7 @@ import torch
 from deepshrink.encode.config import EncodeConfig
 from deepshrink.encode.header import Header, check_header
 from deepshrink.encode.tensors import Encoded, decode_tensor, encode_tensor, support_name
-from deepshrink.errors import FormatError
+from deepshrink.errors import ConfigError, FormatError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "Container", "pack", "unpack"]
 
@@ -55,6 +55,11 @@ def encode_all(tensors: Mapping[str, torch.Tensor], config: EncodeConfig) -> lis
     out = []
     seen: set[str] = set()
     for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ConfigError(
+                f"state-dict entry {name!r} is a {type(tensor).__name__}, not a tensor; "
+                ".dsz files hold tensors only (convert quantized modules to float first)"
+            )
         source = support_name(name)
         # the reader needs the weight before its mask
         follows = tensor.dtype == torch.bool and source != name and source in seen

@@ -39,6 +39,7 @@ from deepshrink.encode.config import EncodeConfig
 from deepshrink.encode.container import encode_all, pack
 from deepshrink.encode.streams import SECTION_OVERHEAD
 from deepshrink.encode.tensors import Encoded
+from deepshrink.errors import ConfigError, FormatError
 
 __all__ = ["LayerSize", "SizeTable", "size_table"]
 
@@ -207,6 +208,16 @@ def _source(
     return dict(source), {"arch": None}, None
 
 
+def _stored_config(encoding: dict[str, Any] | None, source: Any) -> EncodeConfig:
+    """The settings a file was written with (defaults for a model or state dict)."""
+    if encoding is None:
+        return EncodeConfig()
+    try:
+        return EncodeConfig(**encoding)
+    except ConfigError as exc:
+        raise FormatError(f"{source}: header: 'encoding' is not valid: {exc}") from None
+
+
 def size_table(
     source: str | os.PathLike[str] | nn.Module | Mapping[str, torch.Tensor],
     config: EncodeConfig | None = None,
@@ -218,7 +229,7 @@ def size_table(
     """
     tensors, fields, file_bytes = _source(source)
     if config is None:
-        config = EncodeConfig(**fields["encoding"]) if "encoding" in fields else EncodeConfig()
+        config = _stored_config(fields.get("encoding"), source)
     coded = {}
     for huffman in (False, True):
         variant = config.model_copy(update={"huffman": huffman})
