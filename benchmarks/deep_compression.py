@@ -45,10 +45,7 @@ PAPER = {
 
 def kmeans_module() -> Any | None:
     """``deepshrink.quantize`` if it offers k-means weight sharing, else ``None``."""
-    try:
-        module = importlib.import_module("deepshrink.quantize")
-    except ImportError:
-        return None
+    module = importlib.import_module("deepshrink.quantize")  # the package exists, maybe empty
     return module if hasattr(module, "KMeansQuantization") else None
 
 
