@@ -145,12 +145,12 @@ def _read_header(cursor: _Cursor) -> dict[str, Any]:
         raise cursor.fail("header", "CRC32 mismatch (the file is corrupted)")
     try:
         inflater = zlib.decompressobj()
-        text = inflater.decompress(compressed, inflated + 1)
-        header = json.loads(text) if len(text) == inflated and inflater.eof else None
+        text = inflater.decompress(compressed, inflated + 1)  # never more than claimed + 1
+        if len(text) != inflated or not inflater.eof or inflater.unused_data:
+            raise cursor.fail("header", f"does not inflate to the {inflated} bytes it claims")
+        header = json.loads(text)
     except (zlib.error, ValueError, RecursionError) as exc:
         raise cursor.fail("header", f"not compressed JSON: {exc}") from None
-    if header is None:
-        raise cursor.fail("header", f"does not inflate to the {inflated} bytes it claims")
     return check_header(header, cursor.fail)
 
 
