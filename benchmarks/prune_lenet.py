@@ -134,8 +134,8 @@ def tables(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags :func:`prune_one` reads (also used by ``deep_compression.py``)."""
     parser.add_argument("--models", nargs="+", default=list(PLANS), choices=list(PLANS))
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2, help="fine-tune epochs per step")
@@ -145,14 +145,25 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.7)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--save-dir", default="/tmp/deepshrink-prune")
-    args = parser.parse_args()
+
+
+def prepare(args: argparse.Namespace) -> ds.data.Data:
+    """Logging, threads, seed, and MNIST with the baselines' ±2 px random shifts."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = ds.data.load("mnist")
     data.train.transform = RandomCropPad(28, 2)
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--save-dir", default="/tmp/deepshrink-prune")
+    args = parser.parse_args()
+    data = prepare(args)
     rows = [prune_one(name, data, args) for name in args.models]
     text = tables(rows)
     print(text)

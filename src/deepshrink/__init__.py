@@ -9,14 +9,16 @@
 17226
 
 The subpackages: ``zoo`` (reference models), ``data`` (datasets), ``train`` (fit, evaluate,
-checkpoints), ``eval`` (measurement and reports), ``prune`` (weight and neuron pruning) and
-``quantize`` (k-means weight sharing).
+checkpoints), ``eval`` (measurement and reports), ``prune`` (weight and neuron pruning),
+``quantize`` (k-means weight sharing) and ``encode`` (the ``.dsz`` Deep Compression container:
+``save``, ``load``, ``size_table``).
 ``import deepshrink`` stays light: no onnx, yaml, matplotlib, click or scikit-learn here.
 """
 
 from __future__ import annotations
 
-from deepshrink import data, errors, eval, prune, quantize, train, zoo
+from deepshrink import data, encode, errors, eval, prune, quantize, train, zoo
+from deepshrink.encode import EncodeConfig, load, save, size_table
 from deepshrink.errors import (
     ConfigError,
     DataError,
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeepshrinkError",
+    "EncodeConfig",
     "FormatError",
     "KMeansQuantization",
     "MagnitudePruning",
@@ -46,17 +49,21 @@ __all__ = [
     "__version__",
     "compare",
     "data",
+    "encode",
     "errors",
     "eval",
     "evaluate",
     "finalize_",
     "fit",
+    "load",
     "load_checkpoint",
     "prune",
     "prune_",
     "quantize",
     "quantize_",
+    "save",
     "save_checkpoint",
+    "size_table",
     "train",
     "zoo",
 ]

@@ -135,6 +135,34 @@ def _match_structure(model: nn.Module, structure: list[dict[str, Any]], path: st
     rebuild(model, structure)
 
 
+def restore(
+    model: nn.Module | None,
+    arch: dict[str, Any] | None,
+    structure: list[dict[str, Any]],
+    state: dict[str, Any],
+    path: str | Path,
+) -> nn.Module:
+    """Load ``state`` into ``model``, or into a zoo model rebuilt from ``arch``.
+
+    The structure record is replayed first (pruned or factorized layers). Shared by checkpoints
+    and ``.dsz`` containers.
+    """
+    if model is None:
+        if not arch:
+            raise ConfigError(
+                f"{path} was saved from a model outside the zoo; pass the model to load into"
+            )
+        from deepshrink.zoo import create
+
+        model = create(arch["name"], **arch.get("kwargs", {}))
+    _match_structure(model, structure, path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise FormatError(f"{path} does not fit the model: {exc}") from exc
+    return model
+
+
 def load_checkpoint(
     path: str | Path, model: nn.Module | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -144,20 +172,6 @@ def load_checkpoint(
     Returns the model and the sidecar dictionary.
     """
     sidecar = read_sidecar(path)
-    structure = sidecar.get("structure") or []
-    if model is None:
-        arch = sidecar.get("arch")
-        if not arch:
-            raise ConfigError(
-                f"{path} was saved from a model outside the zoo; pass the model to load into"
-            )
-        from deepshrink.zoo import create
-
-        model = create(arch["name"], **arch.get("kwargs", {}))
-    _match_structure(model, structure, path)
     state = read_tensors(_tensor_path(path))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise FormatError(f"{path} does not fit the model: {exc}") from exc
-    return model, sidecar
+    structure = sidecar.get("structure") or []
+    return restore(model, sidecar.get("arch"), structure, state, path), sidecar

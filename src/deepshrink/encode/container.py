@@ -1,0 +1,186 @@
+"""The ``.dsz`` byte layout: prelude, compressed JSON header, sections with length and CRC32.
+
+See ``docs/dsz-format.md`` for the specification. The reader trusts nothing: every length is
+compared with the bytes that remain before anything is sliced or allocated, every element count
+the header implies is bounded by the bytes of its sections, every CRC32 is checked, and every
+problem raises :class:`~deepshrink.errors.FormatError` naming the section.
+
+>>> import torch
+>>> data = pack({"w": torch.tensor([0.0, 1.5, 0.0, 0.0])}, EncodeConfig(), arch=None)
+>>> data[:4], unpack(data).tensors["w"].tolist()
+(b'\\x89DSZ', [0.0, 1.5, 0.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from deepshrink.encode.config import EncodeConfig
+from deepshrink.encode.header import Header, check_header
+from deepshrink.encode.tensors import Encoded, decode_tensor, encode_tensor, support_name
+from deepshrink.errors import ConfigError, FormatError
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "Container", "pack", "unpack"]
+
+MAGIC = b"\x89DSZ\r\n\x1a\n"
+FORMAT_NAME = "deepshrink-dsz"
+FORMAT_VERSION = 1
+#: magic, version (u16), reserved (u16), header bytes (u32), header size (u32), header CRC (u32)
+PRELUDE = struct.Struct("<8sHHIII")
+SECTION = struct.Struct("<QI")
+#: Largest JSON header a reader inflates.
+MAX_HEADER_SIZE = 64 << 20
+
+
+@dataclass
+class Container:
+    """A ``.dsz`` file's contents: its header, its tensors, and per-tensor coding statistics."""
+
+    header: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    section_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+    header_bytes: int = 0
+
+
+def encode_all(tensors: Mapping[str, torch.Tensor], config: EncodeConfig) -> list[Encoded]:
+    """Code every tensor; a ``<name>_mask`` bool tensor may follow its ``<name>``."""
+    out = []
+    seen: set[str] = set()
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ConfigError(
+                f"state-dict entry {name!r} is a {type(tensor).__name__}, not a tensor; "
+                ".dsz files hold tensors only (convert quantized modules to float first)"
+            )
+        source = support_name(name)
+        # the reader needs the weight before its mask
+        follows = tensor.dtype == torch.bool and source != name and source in seen
+        out.append(encode_tensor(name, tensor, config, tensors[source] if follows else None))
+        seen.add(name)
+    return out
+
+
+def pack(
+    tensors: Mapping[str, torch.Tensor],
+    config: EncodeConfig,
+    *,
+    arch: dict[str, Any] | None,
+    structure: list[dict[str, Any]] | None = None,
+    metadata: dict[str, Any] | None = None,
+    encoded: list[Encoded] | None = None,
+) -> bytes:
+    """The bytes of a ``.dsz`` file holding ``tensors`` (coded now unless ``encoded`` given)."""
+    encoded = encode_all(tensors, config) if encoded is None else encoded
+    header = {
+        "format": FORMAT_NAME,
+        "arch": arch,
+        "structure": structure or [],
+        "metadata": metadata or {},
+        "encoding": config.model_dump(mode="json"),
+        "tensors": [item.entry for item in encoded],
+    }
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    compressed = zlib.compress(text, 9)
+    parts = [
+        PRELUDE.pack(MAGIC, FORMAT_VERSION, 0, len(compressed), len(text), zlib.crc32(compressed)),
+        compressed,
+    ]
+    for item in encoded:
+        for _, payload in item.sections:
+            parts += [SECTION.pack(len(payload), zlib.crc32(payload)), payload]
+    return b"".join(parts)
+
+
+class _Cursor:
+    """Reads a ``.dsz`` byte string front to back, checking each length before slicing."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data, self.source, self.offset = memoryview(data), source, 0
+
+    def fail(self, where: str, problem: str) -> FormatError:
+        return FormatError(f"{self.source}: {where}: {problem}")
+
+    def take(self, size: int, where: str) -> bytes:
+        left = len(self.data) - self.offset
+        if size > left:
+            raise self.fail(where, f"needs {size} bytes but only {left} remain (file truncated?)")
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return chunk.tobytes()
+
+    def section(self, where: str, expected: int | None) -> bytes:
+        length, crc = SECTION.unpack(self.take(SECTION.size, f"{where} (length and CRC)"))
+        if expected is not None and length != expected:
+            raise self.fail(where, f"holds {length} bytes; the header implies {expected}")
+        payload = self.take(length, where)
+        if zlib.crc32(payload) != crc:
+            raise self.fail(where, "CRC32 mismatch (the file is corrupted)")
+        return payload
+
+
+def _read_header(cursor: _Cursor) -> dict[str, Any]:
+    magic, version, reserved, size, inflated, crc = PRELUDE.unpack(
+        cursor.take(PRELUDE.size, "prelude")
+    )
+    if magic != MAGIC:
+        raise cursor.fail("prelude", "not a .dsz file (wrong magic bytes)")
+    if version != FORMAT_VERSION:
+        raise cursor.fail(
+            "prelude", f"format version {version}; this deepshrink reads version {FORMAT_VERSION}"
+        )
+    if reserved != 0:
+        raise cursor.fail("prelude", f"reserved field is {reserved}, must be 0")
+    if inflated > MAX_HEADER_SIZE:
+        raise cursor.fail("header", f"claims {inflated} bytes of JSON; at most {MAX_HEADER_SIZE}")
+    compressed = cursor.take(size, "header")
+    if zlib.crc32(compressed) != crc:
+        raise cursor.fail("header", "CRC32 mismatch (the file is corrupted)")
+    try:
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(compressed, inflated + 1)  # never more than claimed + 1
+        if len(text) != inflated or not inflater.eof or inflater.unused_data:
+            raise cursor.fail("header", f"does not inflate to the {inflated} bytes it claims")
+        header = json.loads(text)
+    except (zlib.error, ValueError, RecursionError) as exc:
+        raise cursor.fail("header", f"not compressed JSON: {exc}") from None
+    return check_header(header, cursor.fail)
+
+
+def unpack(data: bytes, source: str = "<bytes>") -> Container:
+    """Parse and verify a ``.dsz`` byte string; :class:`FormatError` on anything malformed."""
+    cursor = _Cursor(data, source)
+    header = _read_header(cursor)
+    tensors: dict[str, torch.Tensor] = {}
+    section_bytes: dict[str, dict[str, int]] = {}
+    for entry in header["tensors"]:
+        name = entry["name"]
+        sizes = section_bytes.setdefault(name, {})
+
+        def take(role: str, expected: int | None, name: str = name, sizes: dict = sizes) -> bytes:
+            payload = cursor.section(f"tensor {name!r} section {role!r}", expected)
+            sizes[role] = len(payload)
+            return payload
+
+        try:
+            tensors[name] = decode_tensor(entry, take, tensors)
+        except (ValueError, IndexError, OverflowError, MemoryError) as exc:
+            raise cursor.fail(f"tensor {name!r}", str(exc)) from None
+    if cursor.offset != len(data):
+        raise cursor.fail("end", f"{len(data) - cursor.offset} bytes after the last section")
+    return Container(header, tensors, section_bytes=section_bytes, header_bytes=header_size(data))
+
+
+def header_size(data: bytes) -> int:
+    """Bytes of the prelude and compressed header at the start of a valid ``.dsz`` string."""
+    return PRELUDE.size + PRELUDE.unpack_from(data)[3]
+
+
+__all__ += ["Header", "encode_all", "header_size"]
