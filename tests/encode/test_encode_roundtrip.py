@@ -113,3 +113,16 @@ def test_codebook_and_huffman_make_quantized_weights_smaller() -> None:
     assert entry["layout"] == "sparse" and 1 < entry["codebook"] <= 33
     assert sizes[True] < sizes[False] < tensor.numel() * 4 / 10
     assert np.isfinite(sizes[True])
+
+
+def test_eight_bit_sharing_keeps_its_codebook_beside_the_filler_zero() -> None:
+    # 256 shared non-zero values (k-means, 8 bits) and long zero runs (fillers): 257 codes
+    g = torch.Generator().manual_seed(0)
+    book = torch.randn(256, generator=g)
+    tensor = torch.zeros(300_000)
+    tensor[::300] = book[torch.arange(1000) % 256]  # gaps of 299 zeros: fillers at b = 8
+    entry = encode_tensor("conv.weight", tensor.reshape(300, 10, 10, 10), EncodeConfig()).entry
+    assert entry["layout"] == "sparse" and entry["codebook"] == 257
+    config = EncodeConfig(huffman=False)
+    decoded = unpack(pack({"w": tensor}, config, arch=None)).tensors["w"]
+    assert torch.equal(_bits(decoded), _bits(tensor))

@@ -129,6 +129,9 @@ def test_plan_applies_structural_stages_to_a_copy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_shipped_recipe_passes_plan(path: Path, capsys, shared_root: Path) -> None:
+def test_every_shipped_recipe_passes_plan(
+    path: Path, capsys, shared_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
     assert main(["plan", str(path)]) == 0, capsys.readouterr().err
     assert "initial" in capsys.readouterr().out

@@ -13,10 +13,10 @@ True
 >>> table.total.rate_pqh > 5
 True
 
-Each tensor gets the smallest of: raw, a codebook with code indices (≤ 256 distinct values), or
-relative-index sparse storage with the values or a codebook — every stream fixed-width or
-Huffman-coded. :func:`size_table` gives the per-layer accounting of Han et al.'s tables. The
-byte layout is specified in ``docs/dsz-format.md``.
+Each tensor gets the smallest of: raw, a codebook with code indices (≤ 256 distinct non-zero
+values), or relative-index sparse storage with the values or a codebook — every stream
+fixed-width or Huffman-coded. :func:`size_table` gives the per-layer accounting of Han et al.'s
+tables. The byte layout is specified in ``docs/dsz-format.md``.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class TensorEntry(BaseModel):
     layout: Literal["raw", "dense", "sparse", "support"]
     entries: int | None = Field(None, ge=0)
     index_bits: int | None = Field(None, ge=1, le=16)
-    codebook: int | None = Field(None, ge=0, le=MAX_CODEBOOK)
+    codebook: int | None = Field(None, ge=0, le=MAX_CODEBOOK + 1)
     gaps: StreamSpec | None = None
     values: StreamSpec | None = None
     of: str | None = None

@@ -5,7 +5,8 @@ Every tensor is handled as the integer bit patterns of its elements (``float32``
 included, and "zero" means all bits zero. Layouts:
 
 * ``raw``: the elements, little-endian (biases, BN parameters, anything incompressible);
-* ``dense``: a codebook of the ≤ 256 distinct values and one code index per element (Q);
+* ``dense``: a codebook of the distinct values (≤ 256 non-zero ones, and zero) and one code
+  index per element (Q);
 * ``sparse``: relative indices of the stored entries (P) with either a codebook and code indices
   (P+Q) or the values themselves; each stream fixed-width or Huffman (H), whichever is smaller;
 * ``support``: a bool tensor equal to ``other != 0`` for an earlier tensor ``other`` (a pruning
@@ -41,7 +42,8 @@ from deepshrink.functional.sparse import entry_count, from_relative, gap_counts,
 
 __all__ = ["DTYPES", "MAX_CODEBOOK", "Encoded", "decode_tensor", "dtype_name", "encode_tensor"]
 
-#: Most distinct values a codebook holds (code indices of at most 8 bits).
+#: Most distinct *non-zero* values a codebook holds (k-means with 8 bits); zero may come on top
+#: (as code 0), for the zeros of a dense tensor or the filler entries of a sparse one.
 MAX_CODEBOOK = 256
 
 #: dtype name in the header → (torch dtype, integer dtype of the same width).
@@ -118,7 +120,7 @@ def _codebook_counts(parts: _Parts, zeros: int) -> np.ndarray:
 
 
 def _values_cost(parts: _Parts, zeros: int, itemsize: int, huffman: bool) -> float:
-    if parts.distinct is None or len(parts.distinct) + (zeros > 0) > MAX_CODEBOOK:
+    if parts.distinct is None or len(parts.distinct) > MAX_CODEBOOK:
         return math.inf
     size = len(parts.distinct) + (zeros > 0)
     counts = _codebook_counts(parts, zeros)
@@ -266,8 +268,10 @@ def _read_values(entry: dict[str, Any], take: Take, count: int, little: np.dtype
     size = entry.get("codebook") or 0
     if size == 0:
         return np.frombuffer(take("values", count * little.itemsize), dtype=little)
-    if not 1 <= size <= MAX_CODEBOOK or entry.get("values") is None:
-        raise ValueError(f"a codebook of {size} values; at most {MAX_CODEBOOK}, with code indices")
+    if not 1 <= size <= MAX_CODEBOOK + 1 or entry.get("values") is None:
+        raise ValueError(
+            f"a codebook of {size} values; at most {MAX_CODEBOOK + 1}, with code indices"
+        )
     book = np.frombuffer(take("codebook", size * little.itemsize), dtype=little)
     return book[decode_stream(entry["values"], take, "values", count, size)]
 

@@ -61,9 +61,7 @@ def restore(context: Context, state: dict[str, Any]) -> None:
 
 def load_stage(context: Context, label: str) -> nn.Module:
     """The model saved after stage ``label`` (or the initial model)."""
-    arch = context.recipe.model
-    model = None if arch.zoo is not None or arch.checkpoint is not None else context.fresh()
-    return load_checkpoint(checkpoint_path(context.out, label), model)[0]
+    return load_checkpoint(checkpoint_path(context.out, label), context.blank())[0]
 
 
 def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
@@ -93,10 +91,11 @@ def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
 def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report]:
     """Finalize masks, save ``model.*``, measure baseline and final (latency side by side) and
     write ``metrics.json``, ``report.md``, ``report.html`` and ``plots/``."""
-    from deepshrink.prune import finalize_
+    from deepshrink.recipe.stages import finalized
     from deepshrink.report import render_run
 
-    final_path = save_checkpoint(finalize_(context.model), context.out / "model")
+    context.model = finalized(context.model)
+    final_path = save_checkpoint(context.model, context.out / "model")
     label = state.get("baseline") or (state["done"][-1]["label"] if state["done"] else INITIAL)
     baseline_model = load_stage(context, label)
     latency = context.recipe.latency

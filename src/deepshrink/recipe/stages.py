@@ -29,7 +29,7 @@ from deepshrink.errors import ConfigError, DeepshrinkError
 from deepshrink.recipe.schema import STAGES, Recipe, Stage, StageKind, _Strict, validated
 from deepshrink.train import FitConfig
 
-__all__ = ["Context", "RUNNERS", "run_stage"]
+__all__ = ["RUNNERS", "Context", "finalized", "run_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ class Context:
     reference: nn.Module | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     fresh: Callable[[], nn.Module] = nn.Identity
+
+    def blank(self) -> nn.Module | None:
+        """A model to load weights into: None for zoo-built models (rebuilt from the saved
+        architecture), a fresh one from the factory otherwise."""
+        spec = self.recipe.model
+        return None if spec.zoo is not None or spec.checkpoint is not None else self.fresh()
 
 
 Runner = Callable[[Context, Stage], dict[str, Any]]
@@ -261,6 +267,14 @@ def _quantize(context: Context, stage: Stage) -> dict[str, Any]:
     return {"method": stage.raw.get("method")}
 
 
+def finalized(model: nn.Module) -> nn.Module:
+    """``model`` with pruning masks and weight sharing made permanent (plain weights)."""
+    from deepshrink.prune import finalize_
+    from deepshrink.quantize import finalize_ as finalize_quantization_
+
+    return finalize_quantization_(finalize_(model))
+
+
 def _keep_reference(context: Context) -> None:
     """Keep the model as it was before the first compressing stage (the distillation teacher)."""
     if context.reference is None:
@@ -290,14 +304,13 @@ def _parse_encode(settings: dict[str, Any], where: str) -> Encode:
 @runs("encode")
 def _encode(context: Context, stage: Stage) -> dict[str, Any]:
     from deepshrink.encode import load, save
-    from deepshrink.prune import finalize_
 
     settings: Encode = stage.settings
     path = context.out / settings.file
-    save(finalize_(context.model), path)
+    save(finalized(context.model), path)
     context.artifacts["dsz"] = str(path)
     if settings.reload:
-        context.model = load(path, model=context.fresh())
+        context.model = load(path, model=context.blank())
     return {"file": settings.file, "bytes": path.stat().st_size}
 
 
@@ -318,7 +331,6 @@ def _parse_export(settings: dict[str, Any], where: str) -> Export:
 @runs("export")
 def _export(context: Context, stage: Stage) -> dict[str, Any]:
     from deepshrink.export import export
-    from deepshrink.prune import finalize_
 
     settings: Export = stage.settings
     name = settings.file or ("model.int8.onnx" if settings.int8 else "model.onnx")
@@ -327,7 +339,7 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
     if settings.int8:
         count = min(settings.calibration_samples, len(context.data.train))
         calibration = context.data.train.without_transform().subset(torch.arange(count))
-    export(finalize_(context.model), path, int8=settings.int8, calibration=calibration)
+    export(finalized(context.model), path, int8=settings.int8, calibration=calibration)
     context.artifacts[name] = str(path)
     return {"file": name, "bytes": path.stat().st_size}
 
