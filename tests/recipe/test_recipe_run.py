@@ -135,3 +135,39 @@ def test_every_shipped_recipe_passes_plan(
     monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
     assert main(["plan", str(path)]) == 0, capsys.readouterr().err
     assert "initial" in capsys.readouterr().out
+
+
+def _shrunk(document: dict) -> dict:
+    """The same recipe on a few hundred images with one epoch per training stage."""
+    document["latency"] = False
+    document["data"] = {**document.get("data", {}), "train_limit": 256, "test_limit": 128}
+    for entry in document["stages"]:
+        ((kind, settings),) = entry.items()
+        if kind in ("train", "fine_tune"):
+            settings["epochs"] = 1
+            if "prune" in settings:  # a schedule: finish within the few steps of one epoch
+                settings["prune"].update(begin_step=0, end_step=4, frequency=1)
+        if kind == "prune" and "iterative" in settings:
+            settings["iterative"] = {"rounds": 1, "fit": {"epochs": 1}}
+    return document
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_runs_end_to_end_on_small_data(
+    path: Path, tmp_path: Path, shared_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
+    document = _shrunk(yaml.safe_load(path.read_text()))
+    checkpoint = document["model"].get("checkpoint")
+    if checkpoint:  # relative to the shipped recipe's folder
+        document["model"]["checkpoint"] = str((path.parent / checkpoint).resolve())
+    small = tmp_path / path.name
+    small.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = run_recipe(small, tmp_path / "run", progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(metrics["stages"]) == len(document["stages"])
+    assert result.final.accuracy is not None and (tmp_path / "run" / "report.html").is_file()
+    if any("encode" in stage for stage in document["stages"]):
+        assert result.final.file_bytes < result.baseline.file_bytes  # the .dsz is the final file

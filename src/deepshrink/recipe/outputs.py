@@ -7,6 +7,7 @@ reports measure it when the recipe says ``latency: true``. The final report's fi
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,15 @@ def checkpoint_path(out: Path, label: str) -> Path:
 
 
 def measure(context: Context, model: nn.Module, name: str, file: Path, *, latency: bool) -> Report:
-    """Measure ``model`` (sizes of ``file``) on the recipe's test set."""
+    """Measure ``model`` (sizes of ``file``) on the recipe's test set.
+
+    Counts are of the model with masks and weight sharing made permanent (a shared layer's
+    parameters are its weights, not its codebook); ``model`` itself is not changed.
+    """
+    from deepshrink.recipe.stages import finalized
+
     return report(
-        model, context.data.test, name=name, file=file, latency=latency,
+        finalized(copy.deepcopy(model)), context.data.test, name=name, file=file, latency=latency,
         threads=context.recipe.threads,
     )  # fmt: skip
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from deepshrink.eval import count_macs, count_nonzero, count_parameters, per_layer_macs
 from deepshrink.recipe.run import Prepared
-from deepshrink.recipe.stages import Context, run_stage
+from deepshrink.recipe.stages import Context, finalized, run_stage
 
 __all__ = ["PlannedStage", "plan_recipe"]
 
@@ -59,6 +59,7 @@ def _layer_counts(model: nn.Module, inputs: Any) -> dict[str, tuple[int, int, in
 
     macs = per_layer_macs(model, inputs)
     counts: dict[str, tuple[int, int, int]] = {}
+    model = finalized(copy.deepcopy(model))
     for name in weight_layers(model):
         weight = getattr(model.get_submodule(name), "weight", None)
         if weight is None:
@@ -116,6 +117,7 @@ def _inputs(model: nn.Module, data: Any) -> Any:
 
 
 def _snapshot(label: str, action: str, model: nn.Module, inputs: Any) -> PlannedStage:
+    model = finalized(copy.deepcopy(model))  # count weights, not codebooks
     return PlannedStage(
         label, action, count_parameters(model), count_nonzero(model), count_macs(model, inputs)
     )

@@ -130,7 +130,7 @@ def build_model(recipe: Recipe) -> nn.Module:
 
 
 def load_data(recipe: Recipe) -> Any:
-    """The dataset, with ``train_limit``/``test_limit`` applied."""
+    """The dataset, with ``train_limit``/``test_limit`` and the ``shift`` augmentation."""
     from deepshrink import data as ds_data
 
     spec = recipe.data
@@ -140,6 +140,10 @@ def load_data(recipe: Recipe) -> Any:
         bundle.train = bundle.train.subset(torch.arange(min(spec.train_limit, len(bundle.train))))
     if spec.test_limit is not None:
         bundle.test = bundle.test.subset(torch.arange(min(spec.test_limit, len(bundle.test))))
+    if spec.shift:
+        from deepshrink.data.transforms import RandomCropPad
+
+        bundle.train.transform = RandomCropPad(bundle.input_shape[-1], spec.shift)
     return bundle
 
 

@@ -82,6 +82,7 @@ class DataSpec(_Strict):
     val_size: float = Field(0, ge=0)
     train_limit: int | None = Field(None, gt=0, description="use the first N training samples")
     test_limit: int | None = Field(None, gt=0, description="use the first N test samples")
+    shift: int = Field(0, ge=0, description="random crop with zero padding of N pixels (train)")
 
 
 @dataclass(frozen=True)
