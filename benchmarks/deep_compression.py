@@ -71,11 +71,12 @@ def compress_one(name: str, data: ds.data.Data, args: argparse.Namespace) -> dic
     began = time.perf_counter()
     model = pruned_model(name, data, args)
     shared = share_weights(model, name, data, args)
-    path = ds.save(model, Path(args.save_dir) / f"{name}.dsz")
+    config = EncodeConfig(index_bits=index_bits(args.index_bits))
+    path = ds.save(model, Path(args.save_dir) / f"{name}.dsz", config)
     loaded = ds.load(path).eval()
     error = 1 - ds.train.evaluate(loaded, data.test).top1
-    table = ds.size_table(path)
-    auto = ds.size_table(path, EncodeConfig(index_bits="auto"))
+    table = ds.size_table(path, config)
+    paper_bits = ds.size_table(path, EncodeConfig())  # 5 bits (fc) / 8 bits (conv) as the paper
     size = path.stat().st_size
     row = {
         "model": name,
@@ -86,8 +87,9 @@ def compress_one(name: str, data: ds.data.Data, args: argparse.Namespace) -> dic
         "dense_bytes": DENSE_BYTES[name],
         "compression": DENSE_BYTES[name] / size,
         "compression_pq": DENSE_BYTES[name] / table.total.bytes_pq,
-        "auto_index_bits_bytes": auto.total.bytes_pqh,
-        "auto_index_bits_compression": DENSE_BYTES[name] / auto.total.bytes_pqh,
+        "index_bits": args.index_bits,
+        "paper_index_bits_bytes": paper_bits.total.bytes_pqh,
+        "paper_index_bits_compression": DENSE_BYTES[name] / paper_bits.total.bytes_pqh,
         "paper": PAPER[name],
         "table": table.to_dict(),
         "markdown": table.to_markdown(),
@@ -100,6 +102,13 @@ def compress_one(name: str, data: ds.data.Data, args: argparse.Namespace) -> dic
     return row
 
 
+def index_bits(text: str) -> Any:
+    """``auto`` (per tensor, the smallest), ``paper`` (5 fc / 8 conv) or a number of bits."""
+    if text == "auto":
+        return "auto"
+    return EncodeConfig().index_bits if text == "paper" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)  # prune_lenet.py's flags and defaults, passed to its prune_one
@@ -108,6 +117,7 @@ def main() -> None:
     parser.add_argument("--kmeans-epochs", type=int, default=2)
     parser.add_argument("--kmeans-lr", type=float, default=0.001)
     parser.add_argument("--save-dir", default="/tmp/deepshrink-deep-compression")
+    parser.add_argument("--index-bits", default="auto", help="auto, paper (5 fc / 8 conv) or N")
     args = parser.parse_args()
     data = prepare(args)
     rows = [compress_one(name, data, args) for name in args.models]
