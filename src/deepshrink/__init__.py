@@ -9,13 +9,15 @@
 17226
 
 The subpackages: ``zoo`` (reference models), ``data`` (datasets), ``train`` (fit, evaluate,
-checkpoints), ``eval`` (measurement and reports) and ``prune`` (weight and neuron pruning).
-``import deepshrink`` stays light: no onnx, yaml, matplotlib, click or scikit-learn here.
+checkpoints), ``eval`` (measurement and reports), ``prune`` (weight and neuron pruning) and
+``factorize`` (SVD, separable / Tucker-2 / CP convolutions, Tensor-Train layers; importing the
+package registers the rebuilders that let ``load_checkpoint`` restore factorized models).
+``import deepshrink`` stays light: no onnx, yaml, matplotlib, click, scikit-learn or tensorly here.
 """
 
 from __future__ import annotations
 
-from deepshrink import data, errors, eval, prune, train, zoo
+from deepshrink import data, errors, eval, factorize, prune, train, zoo
 from deepshrink.errors import (
     ConfigError,
     DataError,
@@ -25,12 +27,21 @@ from deepshrink.errors import (
 )
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
+from deepshrink.factorize import (
+    CPFactorization,
+    SeparableFactorization,
+    SVDFactorization,
+    TTFactorization,
+    TuckerFactorization,
+    factorize_,
+)
 from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CPFactorization",
     "ConfigError",
     "DataError",
     "DeepshrinkError",
@@ -39,6 +50,10 @@ __all__ = [
     "NeuronPruning",
     "PolynomialDecay",
     "Report",
+    "SVDFactorization",
+    "SeparableFactorization",
+    "TTFactorization",
+    "TuckerFactorization",
     "UnknownNameError",
     "__version__",
     "compare",
@@ -46,6 +61,8 @@ __all__ = [
     "errors",
     "eval",
     "evaluate",
+    "factorize",
+    "factorize_",
     "finalize_",
     "fit",
     "load_checkpoint",
