@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from _common import write_result
+from factorize_svd_sweep import baseline, finetune
 
 import deepshrink as ds
 from deepshrink.eval import count_macs, count_parameters, measure_latency
 from deepshrink.factorize import TTFactorization, factorize_
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DATASETS = {"lenet300": "mnist", "mlp_fc4": "fashion-mnist"}
 
 #: (model, layer, input modes, output modes, ranks, init)
@@ -38,17 +36,6 @@ CONFIGS: list[tuple[str, str, list[int], list[int], int, str]] = [
     ("lenet300", "fc1", [4, 7, 4, 7], [3, 4, 5, 5], 8, "random"),
     ("lenet300", "fc1", [4, 7, 4, 7], [3, 4, 5, 5], 16, "tt-svd"),
 ]
-
-
-def load(name: str, threads: int) -> tuple[torch.nn.Module, str]:
-    path = ASSETS / f"{name}.safetensors"
-    if path.is_file():
-        return ds.train.load_checkpoint(path)[0], str(path.relative_to(ASSETS.parent))
-    torch.manual_seed(0)
-    model = ds.zoo.create(name)
-    data = ds.data.load(DATASETS[name])
-    ds.train.fit(model, data, epochs=10, lr=0.05, threads=threads, progress=False)
-    return model, "trained here: 10 epochs SGD lr 0.05 cosine"
 
 
 def timings(dense: torch.nn.Module, layer: torch.nn.Module, seconds: float) -> dict[str, Any]:
@@ -69,17 +56,13 @@ def timings(dense: torch.nn.Module, layer: torch.nn.Module, seconds: float) -> d
 def run(config: tuple[Any, ...], args: argparse.Namespace, dense_accuracy: float) -> dict[str, Any]:
     name, layer_name, input_modes, output_modes, ranks, init = config
     data = ds.data.load(DATASETS[name])
-    model, _ = load(name, args.threads)
+    model, _ = baseline(name, data, args.threads)
     dense = getattr(model, layer_name)
     settings = dict(input_modes=input_modes, output_modes=output_modes, ranks=ranks, init=init)
     factorize_(model, TTFactorization(**settings, policy="none"), include=layer_name)
     layer = getattr(model, layer_name)
     before = ds.train.evaluate(model, data.test).top1
-    began = time.perf_counter()
-    ds.train.fit(
-        model, data, epochs=args.epochs, lr=args.lr, weight_decay=1e-4, threads=args.threads,
-        progress=False,
-    )  # fmt: skip
+    seconds = finetune(model, data, args)
     return {
         "model": name,
         "layer": layer_name,
@@ -91,7 +74,7 @@ def run(config: tuple[Any, ...], args: argparse.Namespace, dense_accuracy: float
         "accuracy_dense": dense_accuracy,
         "accuracy_after_init": before,
         "accuracy_after_finetune": ds.train.evaluate(model, data.test).top1,
-        "finetune_seconds": round(time.perf_counter() - began, 1),
+        "finetune_seconds": seconds,
         **timings(dense, layer, args.min_run_time),
     }
 
@@ -126,8 +109,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     sources, accuracies = {}, {}
     for name in args.models:
-        model, sources[name] = load(name, args.threads)
-        accuracies[name] = ds.train.evaluate(model, ds.data.load(DATASETS[name]).test).top1
+        data = ds.data.load(DATASETS[name])
+        model, sources[name] = baseline(name, data, args.threads)
+        accuracies[name] = ds.train.evaluate(model, data.test).top1
     rows = [run(c, args, accuracies[c[0]]) for c in CONFIGS if c[0] in args.models]
     settings = {k: v for k, v in vars(args).items() if k != "models"}
     path = write_result("factorize_tt", {"baselines": sources, "settings": settings, "rows": rows})

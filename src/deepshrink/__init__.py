@@ -10,14 +10,17 @@
 
 The subpackages: ``zoo`` (reference models), ``data`` (datasets), ``train`` (fit, evaluate,
 checkpoints), ``eval`` (measurement and reports), ``prune`` (weight and neuron pruning),
-``quantize`` (k-means weight sharing) and ``encode`` (the ``.dsz`` Deep Compression container:
-``save``, ``load``, ``size_table``).
-``import deepshrink`` stays light: no onnx, yaml, matplotlib, click or scikit-learn here.
+``quantize`` (k-means weight sharing), ``factorize`` (SVD, separable / Tucker-2 / CP
+convolutions, Tensor-Train layers; importing it registers the rebuilders that let
+``load_checkpoint`` restore factorized models) and ``encode`` (the ``.dsz`` Deep Compression
+container: ``save``, ``load``, ``size_table``). ``recipe`` and ``report`` (YAML recipes, reports)
+are imported on use.
+``import deepshrink`` stays light: no onnx, yaml, matplotlib, click, scikit-learn or tensorly here.
 """
 
 from __future__ import annotations
 
-from deepshrink import data, encode, errors, eval, prune, quantize, train, zoo
+from deepshrink import data, encode, errors, eval, factorize, prune, quantize, train, zoo
 from deepshrink.encode import EncodeConfig, load, save, size_table
 from deepshrink.errors import (
     ConfigError,
@@ -28,6 +31,14 @@ from deepshrink.errors import (
 )
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
+from deepshrink.factorize import (
+    CPFactorization,
+    SeparableFactorization,
+    SVDFactorization,
+    TTFactorization,
+    TuckerFactorization,
+    factorize_,
+)
 from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
 from deepshrink.quantize import KMeansQuantization, quantize_
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
@@ -35,6 +46,7 @@ from deepshrink.train import fit, load_checkpoint, save_checkpoint
 __version__ = "0.1.0"
 
 __all__ = [
+    "CPFactorization",
     "ConfigError",
     "DataError",
     "DeepshrinkError",
@@ -45,6 +57,10 @@ __all__ = [
     "NeuronPruning",
     "PolynomialDecay",
     "Report",
+    "SVDFactorization",
+    "SeparableFactorization",
+    "TTFactorization",
+    "TuckerFactorization",
     "UnknownNameError",
     "__version__",
     "compare",
@@ -53,6 +69,8 @@ __all__ = [
     "errors",
     "eval",
     "evaluate",
+    "factorize",
+    "factorize_",
     "finalize_",
     "fit",
     "load",

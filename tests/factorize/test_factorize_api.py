@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -127,3 +130,28 @@ def test_checkpoint_that_does_not_fit_is_a_format_error(tmp_path) -> None:
         other.fc2 = nn.Linear(300, 99)  # not the shape the record was made for
     with pytest.raises(FormatError, match="out_features is 100 in the checkpoint but 99"):
         load_checkpoint(path, other)
+
+
+def test_top_level_names_are_the_factorize_api() -> None:
+    import deepshrink as ds
+
+    assert ds.factorize_ is factorize_ and ds.SVDFactorization is SVDFactorization
+    model = ds.factorize_(zoo.create("lenet300"), ds.SVDFactorization(rank=4), include="fc1")
+    assert structure_of(model)[0]["kind"] == "factorize.svd"
+    with pytest.raises(ConfigError, match=r"fc1: rank 301 is larger than min\(in_features, "):
+        ds.factorize_(zoo.create("lenet300"), ds.SVDFactorization(rank=301), include="fc1")
+
+
+def test_plain_import_rebuilds_factorized_checkpoints_without_tensorly(tmp_path) -> None:
+    path = save_checkpoint(build_all("lenet5"), tmp_path / "lenet5")
+    code = (
+        "import sys, deepshrink as ds; "
+        "light = 'tensorly' not in sys.modules; "
+        f"model, _ = ds.load_checkpoint({str(path)!r}); "
+        "print(light, 'tensorly' not in sys.modules, "
+        "[type(model.get_submodule(n)).__name__ for n in ('conv1', 'conv2', 'fc1', 'fc2')])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = "True True ['SeparableConv2d', 'TuckerConv2d', 'TTLinear', 'SVDLinear']"
+    assert result.stdout.strip() == expected

@@ -2,8 +2,9 @@
 
 Tolerance: fp32 convolutions, outputs compared with atol 1e-4 (decompositions run in fp64).
 Full rank is exact for separable and Tucker-2. CP has no "full rank" that ALS is sure to reach,
-so its oracle is a kernel built with a known CP rank, recovered at that rank, plus the check that
-the four layers apply exactly the kernel their factors represent.
+so its oracle is a kernel built with a known CP rank, recovered at that rank (outputs equal to
+atol 1e-4 × max |output|, as ALS converges to a tolerance relative to the kernel's scale), plus
+the check that the four layers apply exactly the kernel their factors represent (atol 1e-4).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def inputs() -> torch.Tensor:
     ],
 )
 @pytest.mark.parametrize("bias", [True, False])
-def test_full_rank_reproduces_the_convolution(config, module_type, bias: bool) -> None:
+def test_full_rank_reproduces_the_convolution_to_atol_1e_4(config, module_type, bias: bool) -> None:
     model = nn.Sequential(odd_conv(bias), nn.ReLU())
     x = inputs()
     expected = model(x)
@@ -56,7 +57,7 @@ def test_full_rank_reproduces_the_convolution(config, module_type, bias: bool) -
     assert torch.allclose(model(x), expected, atol=ATOL)
 
 
-def test_cp_recovers_a_kernel_of_known_rank() -> None:
+def test_cp_at_the_kernel_rank_reproduces_the_convolution_to_1e_4_of_its_range() -> None:
     conv = odd_conv()
     generator = torch.Generator().manual_seed(2)
     factors = [torch.randn(size, 4, generator=generator) for size in (7, 5, 3, 5)]
@@ -106,7 +107,8 @@ def test_rank_choices_for_convolutions() -> None:
         6,
     ]
     # cp: rank r costs 16 + 32 + 3 + 3 = 54 → compression 4 → 1152 → rank 21
-    assert plan_factorization(model, CPFactorization(compression=4))[0].details["rank"] == 21
+    cp = CPFactorization(compression=4, iterations=1)
+    assert plan_factorization(model, cp)[0].details["rank"] == 21
     full = plan_factorization(model, TuckerFactorization(energy=1.0))[0]
     assert full.details["ranks"] == [32, 16]
 

@@ -15,7 +15,7 @@ from deepshrink.factorize import TTFactorization, TTLinear, factorize_, plan_fac
 ATOL = 1e-4
 
 
-def test_forward_equals_the_dense_matrix_it_represents() -> None:
+def test_forward_equals_the_dense_matrix_it_represents_to_atol_1e_4() -> None:
     torch.manual_seed(0)
     layer = TTLinear([2, 3, 4], [5, 1, 3], ranks=[3, 2])
     x = torch.randn(2, 3, 24)  # leading dimensions are kept
@@ -24,7 +24,7 @@ def test_forward_equals_the_dense_matrix_it_represents() -> None:
     assert torch.allclose(layer(x), expected, atol=ATOL)
 
 
-def test_full_rank_reproduces_a_dense_layer() -> None:
+def test_full_rank_reproduces_a_dense_layer_to_atol_1e_4() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10))
     x = torch.randn(8, 1, 28, 28)
@@ -73,13 +73,26 @@ def test_tt_svd_init_and_random_init_from_config() -> None:
     assert auto.details["input_modes"] == [4, 4, 4] and auto.details["ranks"] == [2, 2]
 
 
-def test_mode_products_must_match_the_layer() -> None:
+@pytest.mark.parametrize(
+    ("input_modes", "output_modes", "message"),
+    [
+        ([4, 7, 4, 8], [3, 4, 5, 5], r"0: input_modes \[4, 7, 4, 8\] multiply to 896, but the "
+         r"layer has 784 input features; .* e\.g\. \[4, 4, 7, 7\]"),
+        ([4, 7, 4, 7], [3, 4, 5, 4], r"0: output_modes \[3, 4, 5, 4\] multiply to 240, but the "
+         r"layer has 300 output features; .* e\.g\. \[3, 4, 5, 5\]"),
+    ],
+)  # fmt: skip
+def test_mode_products_must_match_the_layer(input_modes, output_modes, message: str) -> None:
     model = nn.Sequential(nn.Linear(784, 300))
-    config = TTFactorization(input_modes=[4, 7, 4, 8], output_modes=[3, 4, 5, 5])
-    with pytest.raises(ConfigError, match=r"0: input_modes \[4, 7, 4, 8\] multiply to 896"):
+    config = TTFactorization(input_modes=input_modes, output_modes=output_modes)
+    with pytest.raises(ConfigError, match=message):
         factorize_(model, config, include="0")
     with pytest.raises(ConfigError, match="no Linear layer fits TTFactorization"):
         factorize_(model, config)
+    assert isinstance(model[0], nn.Linear)
+
+
+def test_tt_modes_of_another_size_are_refused_by_from_linear() -> None:
     with pytest.raises(ConfigError, match="784 → 240 layer, but the layer is 784 → 300"):
         TTLinear.from_linear(nn.Linear(784, 300), [4, 7, 4, 7], [3, 4, 5, 4])
 
@@ -93,3 +106,7 @@ def test_bad_tt_ranks_and_modes() -> None:
         TTLinear([4, 7], [30], ranks=2)
     with pytest.raises(ConfigError, match="output_modes must be 2 positive integers"):
         TTFactorization(input_modes=[4, 7], output_modes=[2, 3, 5])
+    model = nn.Sequential(nn.Linear(28, 30))
+    config = TTFactorization(input_modes=[4, 7], output_modes=[5, 6], ranks=(30,))
+    with pytest.raises(ConfigError, match=r"^0: TT rank 30 at boundary 1 must be in \[1, 20\]"):
+        factorize_(model, config)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, model_validator
 
+from deepshrink._config import MethodConfig
 from deepshrink._registry import Registry
-from deepshrink.errors import ConfigError
 
 __all__ = [
     "FACTORIZATIONS",
@@ -40,7 +40,7 @@ __all__ = [
 Policy = Literal["none", "smaller", "faster"]
 
 
-class FactorizationConfig(BaseModel):
+class FactorizationConfig(MethodConfig):
     """Fields shared by every factorization: which layers to try and which results to keep.
 
     ``min_params``: layers with fewer weight elements are left alone. ``policy``: keep a
@@ -49,19 +49,13 @@ class FactorizationConfig(BaseModel):
     lower than the dense layer's, measured on the layer's real input shape).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    #: The name the method is registered under (``"svd"``, ``"tucker"``, ...).
     name: ClassVar[str] = ""
 
     min_params: int = 0
     policy: Policy = "smaller"
     min_speedup: float = 1.1
     threads: int = 1
-
-    def __init__(self, **settings: Any) -> None:
-        try:
-            super().__init__(**settings)
-        except ValidationError as exc:
-            raise ConfigError(_message(type(self).__name__, exc)) from None
 
     @model_validator(mode="after")
     def _check_policy(self) -> FactorizationConfig:
@@ -74,15 +68,6 @@ class FactorizationConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The config as a recipe entry: ``{"method": name, **settings}``."""
         return {"method": self.name, **self.model_dump(mode="json")}
-
-
-def _message(title: str, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    text = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "value_error":
-        return f"{title}: {text}"
-    return f"{title}.{where}: {text}, got {first['input']!r}"
 
 
 def _at_least(field: str, value: int | None, lowest: int) -> None:

@@ -3,7 +3,9 @@
 ``"smaller"`` compares parameter counts (deterministic). ``"faster"`` times the dense layer and
 its replacement with :func:`deepshrink.eval.measure_latency` (median, fixed threads) on the
 input the layer really receives, in the same process, and keeps the replacement only when the
-dense/factorized ratio reaches ``min_speedup``. ``"none"`` keeps every factorization.
+dense/factorized ratio reaches ``min_speedup``. The two are timed in alternation, ``ROUNDS``
+times each, and the medians compared, so that a burst of load from other processes cannot
+decide alone. ``"none"`` keeps every factorization.
 
 >>> import torch
 >>> from torch import nn
@@ -18,6 +20,7 @@ dense/factorized ratio reaches ``min_speedup``. ``"none"`` keeps every factoriza
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +31,10 @@ from deepshrink.factorize.config import FactorizationConfig
 
 __all__ = ["Decision", "decide", "skipped"]
 
-LATENCY_SECONDS = 0.2
+LATENCY_SECONDS = 0.1
 """``min_run_time`` of each latency measurement the ``"faster"`` policy takes."""
+ROUNDS = 5
+"""How many times the ``"faster"`` policy times the dense layer and its replacement, alternating."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,18 @@ def _macs(module: nn.Module, inputs: Tensor | None) -> int | None:
     return count_macs(module, inputs) // max(1, inputs.shape[0])
 
 
-def _latency_ms(module: nn.Module, inputs: Tensor, config: FactorizationConfig) -> float:
-    timing = measure_latency(module, inputs, threads=config.threads, min_run_time=LATENCY_SECONDS)
-    return timing.median_ms
+def _latencies_ms(
+    layer: nn.Module, candidate: nn.Module, inputs: Tensor, config: FactorizationConfig
+) -> tuple[float, float]:
+    """Median milliseconds of ``layer`` and ``candidate``, timed in alternation ``ROUNDS`` times."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(ROUNDS):
+        for module, found in zip((layer, candidate), times, strict=True):
+            timing = measure_latency(
+                module, inputs, threads=config.threads, min_run_time=LATENCY_SECONDS
+            )
+            found.append(timing.median_ms)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def decide(
@@ -110,8 +124,7 @@ def decide(
     elif config.policy == "faster":
         if inputs is None:
             raise ValueError("the 'faster' policy needs the layer's input")  # api guarantees it
-        dense_ms = _latency_ms(layer, inputs, config)
-        low_ms = _latency_ms(candidate, inputs, config)
+        dense_ms, low_ms = _latencies_ms(layer, candidate, inputs, config)
         measured.update(latency_before_ms=dense_ms, latency_after_ms=low_ms)
         speedup = dense_ms / low_ms
         accepted = speedup >= config.min_speedup
