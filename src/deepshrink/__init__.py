@@ -25,6 +25,7 @@ from deepshrink.errors import (
 )
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
+from deepshrink.export import export
 from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
 
@@ -46,6 +47,7 @@ __all__ = [
     "errors",
     "eval",
     "evaluate",
+    "export",
     "finalize_",
     "fit",
     "load_checkpoint",
