@@ -17,7 +17,7 @@ from deepshrink.export import (
     evaluate_onnx,
     predict,
 )
-from deepshrink.export.calibration import calibration_batches
+from deepshrink.quantize.calibration import calibration_batches
 from deepshrink.train import evaluate
 
 

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from deepshrink._config import MethodConfig
 from deepshrink._io import atomic_write_bytes
 from deepshrink.errors import ConfigError, DeepshrinkError
-from deepshrink.export.calibration import calibration_batches
+from deepshrink.quantize.calibration import calibration_batches
 
 __all__ = ["ExportError", "OnnxExport", "export"]
 
@@ -112,7 +112,7 @@ def export(
 ) -> Path:
     """Write ``model`` as an ONNX file at ``path`` (atomically) and return the path.
 
-    ``calibration`` (data, see :mod:`deepshrink.export.calibration`) is required for static
+    ``calibration`` (data, see :mod:`deepshrink.quantize.calibration`) is required for static
     int8. ``example_inputs`` default to ``model.example_inputs()`` (zoo models) or one
     calibration sample. ``options`` are the other fields of :class:`OnnxExport`. The model is
     not changed (a CPU float copy in eval mode is exported).

@@ -23,8 +23,22 @@ from deepshrink.functional.masks import (
     quality_threshold,
     threshold_mask,
 )
+from deepshrink.functional.quant import (
+    dequantize,
+    fake_cast,
+    fake_quantize,
+    qparams,
+    quant_range,
+    quantize,
+)
 
 __all__ = [
+    "dequantize",
+    "fake_cast",
+    "fake_quantize",
+    "qparams",
+    "quant_range",
+    "quantize",
     "factor_modes",
     "global_keep_masks",
     "iterative_sparsities",

@@ -1,4 +1,4 @@
-"""Calibration and example inputs for ONNX export, taken from whatever data the user has.
+"""Calibration inputs for post-training quantization, taken from whatever data the user has.
 
 ``calibration`` may be a :class:`~deepshrink.data.Data` (its training split is used), an
 :class:`~deepshrink.data.ArrayDataset` or any map-style dataset of ``(x, y)`` samples, one
@@ -24,18 +24,25 @@ from deepshrink.data.catalog import Data
 from deepshrink.data.dataset import ArrayDataset
 from deepshrink.errors import ConfigError
 
-__all__ = ["calibration_batches"]
+__all__ = ["calibration_batches", "calibration_inputs"]
 
 
 def calibration_batches(
     calibration: Any, *, samples: int = 256, batch_size: int = 32, seed: int = 0
 ) -> list[np.ndarray]:
     """Up to ``samples`` inputs from ``calibration`` as float32 NumPy batches."""
+    chunks = calibration_inputs(calibration, samples=samples, seed=seed).split(batch_size)
+    return [chunk.numpy().astype(np.float32, copy=False) for chunk in chunks]
+
+
+def calibration_inputs(calibration: Any, *, samples: int = 256, seed: int = 0) -> Tensor:
+    """Up to ``samples`` inputs from ``calibration`` as one float32 CPU tensor."""
+    if samples < 1:
+        raise ConfigError(f"samples must be at least 1, got {samples}")
     inputs = _inputs(calibration, samples, seed)
     if inputs.shape[0] == 0:
         raise ConfigError("calibration data is empty; give at least one input sample")
-    chunks = inputs.detach().cpu().float().split(batch_size)
-    return [chunk.numpy().astype(np.float32, copy=False) for chunk in chunks]
+    return inputs.detach().cpu().float()
 
 
 def _inputs(calibration: Any, samples: int, seed: int) -> Tensor:
