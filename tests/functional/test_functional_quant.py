@@ -154,6 +154,15 @@ def test_mse_range_clips_a_lone_outlier_when_that_lowers_the_error() -> None:
         assert errors["mse"] <= tried + 1e-6
 
 
+def test_kl_range_clips_a_lone_outlier_and_keeps_the_bulk() -> None:
+    x = torch.randn(1, 20000, generator=torch.Generator().manual_seed(0))
+    x[0, 0] = 50.0
+    low, high = Q.kl_range(x, bits=8)
+    assert 3.0 < high.item() < 10.0
+    assert low.item() == x.min().item()  # the negative side has no outlier: nothing clipped
+    assert Q.kl_range(torch.zeros(1, 5))[1].item() == 0.0
+
+
 def test_fake_cast_rounds_to_half_types() -> None:
     x = torch.tensor([1 + 2**-12, 3.0e38])
     assert Q.fake_cast(x, "float16").tolist() == [1.0, 65504.0]

@@ -42,7 +42,7 @@ def test_moving_average_observer_follows_the_ema() -> None:
     assert observer.range()[1].item() == pytest.approx(expected.item())
 
 
-@pytest.mark.parametrize("name", ["percentile", "mse"])
+@pytest.mark.parametrize("name", ["percentile", "mse", "kl"])
 def test_averaging_observers_average_the_batch_ranges(name: str) -> None:
     scheme = QuantScheme(observer=name, percentile=90.0, granularity="channel", axis=1)
     observer = Observer(scheme)

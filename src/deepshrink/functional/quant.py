@@ -41,6 +41,7 @@ __all__ = [
     "fake_cast",
     "fake_quantize",
     "from_rows",
+    "kl_range",
     "minmax_range",
     "mse_range",
     "percentile_range",
@@ -290,3 +291,45 @@ def mse_range(
         best = torch.where(better, error, best)
         best_low, best_high = torch.where(better, lo, best_low), torch.where(better, hi, best_high)
     return best_low, best_high
+
+
+def kl_range(
+    rows: Tensor, *, bits: int = 8, bins: int = 2048, stride: int = 16
+) -> tuple[Tensor, Tensor]:
+    """Per row, the clipping threshold whose quantized histogram of ``|x|`` is closest in KL.
+
+    The entropy calibration of NVIDIA's TensorRT (Migacz, GTC 2017): a ``bins``-bin histogram of
+    ``|x|`` is cut at candidate bin ``i`` (the tail folded into the last kept bin), merged into
+    ``2 ** (bits − 1)`` levels and expanded back; the ``i`` with the least KL divergence from
+    the cut histogram gives the threshold ``t``, and the range is ``[max(min, −t), min(max, t)]``.
+    Candidates are every ``stride``-th bin.
+    """
+    check_bits(bits)
+    lows, highs = [], []
+    for row in rows:
+        t = _kl_threshold(row.abs(), 2 ** (bits - 1), bins, stride)
+        lows.append(torch.clamp(row.min(), min=-t))
+        highs.append(torch.clamp(row.max(), max=t))
+    return torch.stack(lows), torch.stack(highs)
+
+
+def _kl_threshold(magnitudes: Tensor, levels: int, bins: int, stride: int) -> Tensor:
+    top = magnitudes.max()
+    if top <= 0 or bins <= levels:
+        return top
+    hist = torch.histc(magnitudes, bins=bins, min=0.0, max=float(top)).double()
+    best, best_i = math.inf, bins
+    for i in range(levels, bins + 1, stride):
+        p = hist[:i].clone()
+        p[-1] += hist[i:].sum()
+        chunk = torch.div(torch.arange(i) * levels, i, rounding_mode="floor")
+        used = (hist[:i] > 0).double()
+        totals = torch.zeros(levels, dtype=torch.float64).index_add_(0, chunk, hist[:i])
+        counts = torch.zeros(levels, dtype=torch.float64).index_add_(0, chunk, used)
+        q = used * totals[chunk] / counts[chunk].clamp(min=1)
+        p, q = p / p.sum(), q / q.sum().clamp(min=1e-12)
+        keep = p > 0
+        divergence = float((p[keep] * torch.log(p[keep] / q[keep].clamp(min=1e-12))).sum())
+        if divergence < best:
+            best, best_i = divergence, i
+    return top * best_i / bins

@@ -11,6 +11,8 @@ Range estimators are registered by name in :data:`OBSERVERS`:
 - ``percentile``: each batch's ``percentile`` and ``100 − percentile`` percentiles, averaged
   over batches (outliers are clipped);
 - ``mse``: each batch's min–max range shrunk to the factor with the least squared error,
+  averaged over batches;
+- ``kl``: each batch's entropy-calibrated range (TensorRT's histogram / KL-divergence search),
   averaged over batches.
 
 >>> scheme = QuantScheme(bits=4, granularity="channel", axis=0)
@@ -63,6 +65,7 @@ OBSERVERS.add(
         "average",
     ),
 )
+OBSERVERS.add("kl", RangeRule(lambda rows, s: Q.kl_range(rows, bits=s.bits), "average"))
 
 
 class QuantScheme(MethodConfig):
