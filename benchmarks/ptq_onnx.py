@@ -30,7 +30,7 @@ import torch
 from _common import write_result
 
 import deepshrink as ds
-from deepshrink.export import compare_latency, evaluate_onnx
+from deepshrink.export import compare_latency, evaluate_onnx, optimized_ops
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RESNET20 = Path("/work/main/assets/resnet20.safetensors")
@@ -68,6 +68,7 @@ def resnet20(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         top1 = evaluate_onnx(paths[name], data.test).top1
         rows.append({"variant": name, "options": {k: str(v) for k, v in options.items()},
                      "bytes": paths[name].stat().st_size, "top1": top1,
+                     "ops_after_ort_optimisation": optimized_ops(paths[name]),
                      "export_seconds": round(seconds, 2)})  # fmt: skip
     times = compare_latency(paths, (3, 32, 32), batch_sizes=(1, 32), threads=1,
                             rounds=args.rounds, block_seconds=args.block_seconds)  # fmt: skip
@@ -76,8 +77,33 @@ def resnet20(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             base = times["fp32"][size].median_seconds
             percent = 100 * latency.median_seconds / base
             row[f"batch{size}"] = {**latency.to_dict(), "percent_of_fp32": percent}
-    return {"model": source, "torch_top1": torch_top1, "test_set": data.test.name,
+    part = {"model": source, "torch_top1": torch_top1, "test_set": data.test.name,
             "test_images": len(data.test), "runtime": runtime(), "rows": rows}  # fmt: skip
+    return {**part, "table": resnet20_table(part)}
+
+
+def resnet20_table(part: dict[str, Any]) -> str:
+    """The Markdown table of the ResNet-20 part, as pasted into RESULTS.md."""
+    lines = [
+        "| variant | file bytes | MB | accuracy | batch 1 ms | % of fp32 "
+        "| batch 32 ms | % of fp32 | integer convs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in part["rows"]:
+        one, many = row["batch1"], row["batch32"]
+        lines.append(
+            f"| {row['variant']} | {row['bytes']:,} | {row['bytes'] / 1e6:.2f} | "
+            f"{100 * row['top1']:.1f} % | {1e3 * one['median_seconds']:.2f} | "
+            f"{one['percent_of_fp32']:.0f} % | {1e3 * many['median_seconds']:.1f} | "
+            f"{many['percent_of_fp32']:.0f} % | {_fused(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def _fused(row: dict[str, Any]) -> str:
+    ops = row["ops_after_ort_optimisation"]
+    integer = ops.get("QLinearConv", 0) + ops.get("ConvInteger", 0)
+    return f"{integer} of {integer + ops.get('Conv', 0)}"
 
 
 def mnist(args: argparse.Namespace, out: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from deepshrink.export import (
     ExportError,
     compare_latency,
     evaluate_onnx,
+    optimized_ops,
     predict,
 )
 from deepshrink.quantize.calibration import calibration_batches
@@ -100,6 +101,12 @@ def test_int8_graph_is_qdq_with_integer_weights(files) -> None:
     assert not any(t == onnx.TensorProto.FLOAT and "weight" in n and i.dims
                    for n, t in types.items() for i in graph.initializer if i.name == n
                    if np.prod(i.dims) > 16)  # fmt: skip
+
+
+def test_static_int8_runs_integer_kernels_in_onnx_runtime(files) -> None:
+    ops = optimized_ops(files["static"])
+    assert ops.get("QLinearConv") == 1 and "Conv" not in ops  # the convolution is int8
+    assert "QLinearConv" not in optimized_ops(files["fp32"])
 
 
 def test_files_shrink_with_the_weight_precision(tmp_path) -> None:

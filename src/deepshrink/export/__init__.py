@@ -8,7 +8,13 @@ imported only inside these functions.
 from __future__ import annotations
 
 from deepshrink.export.onnx import ExportError, OnnxExport, export
-from deepshrink.export.runtime import compare_latency, evaluate_onnx, predict, session
+from deepshrink.export.runtime import (
+    compare_latency,
+    evaluate_onnx,
+    optimized_ops,
+    predict,
+    session,
+)
 
 __all__ = [
     "ExportError",
@@ -16,6 +22,7 @@ __all__ = [
     "compare_latency",
     "evaluate_onnx",
     "export",
+    "optimized_ops",
     "predict",
     "session",
 ]

@@ -34,7 +34,7 @@ from deepshrink.errors import ConfigError, DeepshrinkError
 from deepshrink.eval.latency import Latency
 from deepshrink.train.evaluation import EvalResult, batches
 
-__all__ = ["compare_latency", "evaluate_onnx", "predict", "session"]
+__all__ = ["compare_latency", "evaluate_onnx", "optimized_ops", "predict", "session"]
 
 Source = str | os.PathLike[str] | Any  # a path or an onnxruntime.InferenceSession
 
@@ -53,6 +53,27 @@ def session(path: str | os.PathLike[str], *, threads: int = 1) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def optimized_ops(path: str | os.PathLike[str]) -> dict[str, int]:
+    """How many nodes of each type the graph has after ONNX Runtime's CPU optimisations.
+
+    Shows whether a QDQ int8 model really runs integer kernels (``QLinearConv``, ``QGemm``)
+    or float ones between ``DequantizeLinear``/``QuantizeLinear`` pairs.
+    """
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="deepshrink-ort-") as tmp:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath).graph
+    return dict(sorted(Counter(node.op_type for node in graph.node).items()))
 
 
 def _session(source: Source, threads: int) -> Any:
