@@ -135,7 +135,7 @@ def export(
             batch_size=config.calibration_batch_size,
             seed=config.seed,
         )
-    example = _example(model, example_inputs, calibration, config)
+    example = _example(model, example_inputs, calibration)
     with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
         float_path = Path(tmp) / "float.onnx"
         export_float(model, example, float_path, config)
@@ -145,9 +145,7 @@ def export(
     return Path(path)
 
 
-def _example(
-    model: nn.Module, example_inputs: Any, calibration: Any, config: OnnxExport
-) -> tuple[Tensor, ...]:
+def _example(model: nn.Module, example_inputs: Any, calibration: Any) -> tuple[Tensor, ...]:
     if example_inputs is None and callable(getattr(model, "example_inputs", None)):
         example_inputs = model.example_inputs()
     if example_inputs is None and calibration is not None:
