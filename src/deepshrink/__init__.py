@@ -31,6 +31,7 @@ from deepshrink.errors import (
 )
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
+from deepshrink.export import export
 from deepshrink.factorize import (
     CPFactorization,
     SeparableFactorization,
@@ -71,6 +72,7 @@ __all__ = [
     "evaluate",
     "factorize",
     "factorize_",
+    "export",
     "finalize_",
     "fit",
     "load",

@@ -31,6 +31,14 @@ from deepshrink.functional.masks import (
     quality_threshold,
     threshold_mask,
 )
+from deepshrink.functional.quant import (
+    dequantize,
+    fake_cast,
+    fake_quantize,
+    qparams,
+    quant_range,
+    quantize,
+)
 
 __all__ = [
     "INITS",
@@ -39,6 +47,12 @@ __all__ = [
     "cluster_weight",
     "kmeans_1d",
     "shared_values",
+    "dequantize",
+    "fake_cast",
+    "fake_quantize",
+    "qparams",
+    "quant_range",
+    "quantize",
     "factor_modes",
     "global_keep_masks",
     "iterative_sparsities",

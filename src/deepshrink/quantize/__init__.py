@@ -17,11 +17,16 @@ Methods (each a frozen config, applied by :func:`quantize_`): :class:`KMeansQuan
 :func:`deepshrink.train.fit`; :func:`finalize_` makes the sharing permanent. Importing this package
 registers the structure record (``"quantize.kmeans"``) that lets
 :func:`deepshrink.train.load_checkpoint` rebuild quantized models.
+
+Affine quantization: ``QuantScheme`` and ``Observer`` describe and measure a grid;
+``fake_quantize_`` simulates post-training quantization in PyTorch at any bit width. Real int8
+execution goes through ``deepshrink.export`` (ONNX Runtime).
 """
 
 from __future__ import annotations
 
 from deepshrink.quantize.api import finalize_, quantize_, register_method
+from deepshrink.quantize.calibration import calibration_batches, calibration_inputs
 from deepshrink.quantize.config import (
     METHODS,
     KMeansQuantization,
@@ -29,6 +34,13 @@ from deepshrink.quantize.config import (
     quantization,
 )
 from deepshrink.quantize.kmeans import finalize_kmeans_, quantize_kmeans_, shareable_layers
+from deepshrink.quantize.observers import OBSERVERS, Observer, QuantScheme
+from deepshrink.quantize.ptq import (
+    calibrate_activations,
+    fake_quantize_,
+    quantize_weights_,
+    remove_fake_quantization_,
+)
 from deepshrink.quantize.shared import is_shared, share_, unshare_
 
 register_method(KMeansQuantization, quantize_kmeans_, finalize_kmeans_)
@@ -45,4 +57,13 @@ __all__ = [
     "shareable_layers",
     "share_",
     "unshare_",
+    "OBSERVERS",
+    "Observer",
+    "QuantScheme",
+    "calibrate_activations",
+    "calibration_batches",
+    "calibration_inputs",
+    "fake_quantize_",
+    "quantize_weights_",
+    "remove_fake_quantization_",
 ]

@@ -1,0 +1,111 @@
+"""Thin wrappers over ``onnxruntime.quantization`` and ``onnx`` used by :mod:`.onnx`.
+
+Imported only when an fp16 or int8 export is asked for, so ``import deepshrink`` never loads
+onnx or onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from deepshrink.export.onnx import OnnxExport
+
+#: Float initializers with fewer values stay float32 in an fp16 export (biases of tiny layers).
+FP16_MIN_SIZE = 16
+
+
+def preprocess(source: Path, target: Path) -> None:
+    """ONNX Runtime's recommended pre-quantization pass: graph optimisation + shape inference."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(source), str(target))
+
+
+def _reader(batches: list[np.ndarray], input_name: str):  # noqa: ANN202 (class made lazily)
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._items, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self) -> None:
+            self._items = iter(batches)
+
+    return Reader()
+
+
+def quantize_static(
+    source: Path, target: Path, config: OnnxExport, batches: list[np.ndarray]
+) -> None:
+    """QDQ static quantization: int8 weights (per channel), uint8 or int8 activations."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    activation = QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8
+    ort_quantize_static(
+        str(source),
+        str(target),
+        _reader(batches, config.input_name),
+        quant_format=QuantFormat.QDQ,
+        per_channel=config.per_channel,
+        activation_type=activation,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[config.calibration_method],
+    )
+
+
+def quantize_dynamic(source: Path, target: Path, config: OnnxExport) -> None:
+    """Dynamic quantization: int8 weights, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    ort_quantize_dynamic(
+        str(source), str(target), per_channel=config.per_channel, weight_type=QuantType.QInt8
+    )
+
+
+def weights_to_fp16(source: Path, target: Path) -> None:
+    """Store float32 initializers as float16, each followed by a ``Cast`` back to float32.
+
+    Values beyond float16's range saturate at ±65504. Inputs, outputs and arithmetic stay fp32,
+    so every ONNX Runtime CPU kernel still applies.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype != np.float32 or values.size < FP16_MIN_SIZE:
+            kept.append(init)
+            continue
+        limit = np.finfo(np.float16).max
+        half = np.clip(values, -limit, limit).astype(np.float16)
+        kept.append(numpy_helper.from_array(half, f"{init.name}__fp16"))
+        cast = helper.make_node(
+            "Cast", [f"{init.name}__fp16"], [init.name], to=onnx.TensorProto.FLOAT
+        )
+        casts.append(cast)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))

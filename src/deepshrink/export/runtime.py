@@ -1,0 +1,164 @@
+"""Run exported ONNX files in ONNX Runtime: predictions, accuracy on a dataset, latency.
+
+Latency is measured the way this project measures everything: a fixed number of intra-op
+threads, warm-up calls, and the median (and inter-quartile range) of repeated timed blocks. When
+several files are timed together their blocks are *interleaved* (file A, file B, file A, …) so
+that a noisy neighbour on a shared machine slows every file alike and ratios stay fair.
+
+>>> import tempfile, pathlib, torch
+>>> from torch import nn
+>>> from deepshrink.export.onnx import export
+>>> path = export(nn.Linear(4, 2), pathlib.Path(tempfile.mkdtemp()) / "m.onnx",
+...               example_inputs=torch.rand(1, 4))
+>>> predict(path, torch.ones(3, 4)).shape
+(3, 2)
+>>> times = compare_latency({"fp32": path}, (4,), batch_sizes=(1,), rounds=3, block_seconds=0.01)
+>>> times["fp32"][1].batch_size
+1
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from deepshrink.errors import ConfigError, DeepshrinkError
+from deepshrink.eval.latency import Latency
+from deepshrink.train.evaluation import EvalResult, batches
+
+__all__ = ["compare_latency", "evaluate_onnx", "optimized_ops", "predict", "session"]
+
+Source = str | os.PathLike[str] | Any  # a path or an onnxruntime.InferenceSession
+
+
+def session(path: str | os.PathLike[str], *, threads: int = 1) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    if not os.path.isfile(path):
+        raise DeepshrinkError(f"ONNX file {path} does not exist")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def optimized_ops(path: str | os.PathLike[str]) -> dict[str, int]:
+    """How many nodes of each type the graph has after ONNX Runtime's CPU optimisations.
+
+    Shows whether a QDQ int8 model really runs integer kernels (``QLinearConv``, ``QGemm``)
+    or float ones between ``DequantizeLinear``/``QuantizeLinear`` pairs.
+    """
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="deepshrink-ort-") as tmp:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath).graph
+    return dict(sorted(Counter(node.op_type for node in graph.node).items()))
+
+
+def _session(source: Source, threads: int) -> Any:
+    return session(source, threads=threads) if isinstance(source, (str, os.PathLike)) else source
+
+
+def predict(source: Source, x: Tensor | np.ndarray, *, threads: int = 1) -> np.ndarray:
+    """The first output of the ONNX model for the batch ``x``, as a NumPy array."""
+    sess = _session(source, threads)
+    array = x.detach().cpu().float().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    name = sess.get_inputs()[0].name
+    return sess.run(None, {name: array.astype(np.float32, copy=False)})[0]
+
+
+def evaluate_onnx(
+    source: Source, dataset: torch.utils.data.Dataset, *, batch_size: int = 256, threads: int = 1
+) -> EvalResult:
+    """Top-1/top-5 accuracy and cross-entropy of the ONNX classifier over ``dataset``."""
+    sess = _session(source, threads)
+    correct1 = correct5 = count = 0
+    loss_sum = 0.0
+    for x, y in batches(dataset, batch_size):
+        logits = torch.from_numpy(predict(sess, x)).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y.unsqueeze(1)
+        correct1 += int(hits[:, 0].sum())
+        correct5 += int(hits.any(dim=1).sum())
+        count += int(y.numel())
+    if count == 0:
+        raise ConfigError("cannot evaluate on an empty dataset")
+    return EvalResult(correct1 / count, correct5 / count, loss_sum / count, count)
+
+
+def compare_latency(
+    sources: Mapping[str, Source],
+    input_shape: Sequence[int],
+    *,
+    batch_sizes: Sequence[int] = (1, 32),
+    threads: int = 1,
+    rounds: int = 15,
+    block_seconds: float = 0.2,
+    warmup: int = 3,
+) -> dict[str, dict[int, Latency]]:
+    """Per-call latency of each model at each batch size, timed in interleaved blocks.
+
+    ``input_shape`` is one sample's shape; inputs are random uniform values (seeded).
+    """
+    if rounds < 1 or block_seconds <= 0:
+        raise ConfigError(f"rounds must be ≥ 1 and block_seconds > 0, got {rounds}, "
+                          f"{block_seconds}")  # fmt: skip
+    sessions = {name: _session(source, threads) for name, source in sources.items()}
+    result: dict[str, dict[int, Latency]] = {name: {} for name in sessions}
+    generator = np.random.default_rng(0)
+    for size in batch_sizes:
+        x = generator.random((size, *input_shape), dtype=np.float32)
+        calls = {n: _calls_per_block(s, x, warmup, block_seconds) for n, s in sessions.items()}
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(rounds):
+            for name, sess in sessions.items():
+                times[name].append(_block(sess, x, calls[name]))
+        for name, values in times.items():
+            result[name][size] = _latency(values, calls[name], size, threads)
+    return result
+
+
+def _block(sess: Any, x: np.ndarray, calls: int) -> float:
+    feed = {sess.get_inputs()[0].name: x}
+    started = time.perf_counter()
+    for _ in range(calls):
+        sess.run(None, feed)
+    return (time.perf_counter() - started) / calls
+
+
+def _calls_per_block(sess: Any, x: np.ndarray, warmup: int, block_seconds: float) -> int:
+    single = min(_block(sess, x, 1) for _ in range(max(1, warmup)))
+    return max(1, int(block_seconds / max(single, 1e-6)))
+
+
+def _latency(values: list[float], calls: int, size: int, threads: int) -> Latency:
+    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return Latency(
+        median_seconds=statistics.median(values),
+        iqr_seconds=quartiles[2] - quartiles[0],
+        runs=len(values),
+        calls_per_run=calls,
+        batch_size=size,
+        threads=threads,
+    )
