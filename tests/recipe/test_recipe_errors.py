@@ -194,3 +194,10 @@ def test_a_used_run_folder_is_not_overwritten(tmp_path: Path, capsys) -> None:
     assert main(["run", str(recipe), "--out", str(out)]) == 2
     assert "is not empty; pass --resume" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_encode_settings_are_checked_before_the_run(tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(HEAD + GOOD_MODEL + "stages:\n  - encode: {index_bits: 17}\n")
+    assert main(["plan", str(recipe)]) == 2
+    assert "stages[0].encode: index_bits must be in [1, 16], got 17" in capsys.readouterr().err

@@ -18,9 +18,8 @@ from deepshrink.eval import Report, compare, report
 from deepshrink.recipe.stages import Context
 from deepshrink.train import load_checkpoint, save_checkpoint
 
-__all__ = ["layer_rows", "measure", "restore", "save_stage", "finish", "load_stage"]
+__all__ = ["INITIAL", "layer_rows", "measure", "restore", "save_stage", "finish", "load_stage"]
 
-COMPRESSING = ("prune", "factorize", "quantize")
 INITIAL = "00-initial"
 
 

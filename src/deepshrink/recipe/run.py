@@ -234,7 +234,8 @@ def execute(
     prepared: Prepared, out: Path, state: dict[str, Any] | None, *, progress: bool = True
 ) -> RunResult:
     """Run (or continue) the stages of a prepared recipe."""
-    from deepshrink.recipe.outputs import COMPRESSING, INITIAL, finish, restore, save_stage
+    from deepshrink.recipe.outputs import INITIAL, finish, restore, save_stage
+    from deepshrink.recipe.stages import compresses
 
     recipe = prepared.recipe
     context = Context(recipe, prepared.model, prepared.data, out, progress=progress)
@@ -251,7 +252,7 @@ def execute(
     else:
         restore(context, state)
     for stage in recipe.stages[len(state["done"]) :]:
-        if stage.kind in COMPRESSING and "baseline" not in state:
+        if compresses(stage) and "baseline" not in state:
             state["baseline"] = state["done"][-1]["label"] if state["done"] else INITIAL
         logger.info("stage %s", stage.label)
         try:
