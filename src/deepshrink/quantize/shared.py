@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.functional.kmeans import SharedWeight, index_dtype, shared_values
+from deepshrink.prune.targets import PRUNABLE_TYPES
 
 __all__ = [
     "SHAREABLE",
@@ -100,16 +101,8 @@ class SharedConvTranspose3d(SharedWeightMixin, nn.ConvTranspose3d):
     """A ``ConvTranspose3d`` whose weight takes shared values."""
 
 
-#: The layer types whose weight can be shared (their subclasses too).
-SHAREABLE: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+#: The layer types whose weight can be shared (their subclasses too): those pruning masks.
+SHAREABLE: tuple[type[nn.Module], ...] = PRUNABLE_TYPES
 #: plain layer class → its shared subclass (subclasses of ``SHAREABLE`` are added when met)
 SHARED_TYPES: dict[type[nn.Module], type[nn.Module]] = {
     nn.Linear: SharedLinear,
