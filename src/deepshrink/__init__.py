@@ -25,7 +25,14 @@ from deepshrink.errors import (
 )
 from deepshrink.eval import Report, compare
 from deepshrink.eval import report as evaluate
-from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
+from deepshrink.prune import (
+    ChannelPruning,
+    MagnitudePruning,
+    NeuronPruning,
+    PolynomialDecay,
+    finalize_,
+    prune_,
+)
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
@@ -35,6 +42,7 @@ __all__ = [
     "DataError",
     "DeepshrinkError",
     "FormatError",
+    "ChannelPruning",
     "MagnitudePruning",
     "NeuronPruning",
     "PolynomialDecay",
