@@ -1,7 +1,7 @@
 """Network slimming (Liu et al. 2017) on a narrow VGG-11 for CIFAR-10, as a short CPU run.
 
 1. Train ``vgg11_cifar(width=0.25)`` from scratch with the L1 penalty on BatchNorm scales
-   (``slimming_penalty(lam)``) for ``--epochs`` epochs (and, with ``--control``, the same model
+   (``slimming_penalty(lam)``) for ``--epochs`` epochs over a fixed ``--train-images`` subset (and, with ``--control``, the same model
    without the penalty, pruned the same way, to see what the penalty buys).
 2. Prune ``--ratio`` of all channels by |γ| over the whole network
    (``ChannelPruning(criterion="bn_scale", scope="global")``).
@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from _common import write_result
+from factorize_cifar import finetune_data
 from prune_structured_cifar import measure
 
 import deepshrink as ds
@@ -99,9 +100,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--finetune-lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2, help="training threads")
+    parser.add_argument("--train-images", type=int, default=50000, help="fixed training subset")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    data = ds.data.load("cifar10")
+    logging.basicConfig(level=logging.INFO)
+    data = finetune_data(ds.data.load("cifar10"), args.train_images)
     rows = [train_prune_finetune(args.lam, args, data)]
     if args.control:
         rows.append(train_prune_finetune(0.0, args, data))
