@@ -1,8 +1,9 @@
 """Network slimming (Liu et al. 2017) on a narrow VGG-11 for CIFAR-10, as a short CPU run.
 
 1. Train ``vgg11_cifar(width=0.25)`` from scratch with the L1 penalty on BatchNorm scales
-   (``slimming_penalty(lam)``) for ``--epochs`` epochs over a fixed ``--train-images`` subset (and, with ``--control``, the same model
-   without the penalty, pruned the same way, to see what the penalty buys).
+   (``slimming_penalty(lam)``) for ``--epochs`` epochs over a fixed ``--train-images`` subset
+   (and, with ``--control``, the same model without the penalty, pruned the same way, to see
+   what the penalty buys).
 2. Prune ``--ratio`` of all channels by |γ| over the whole network
    (``ChannelPruning(criterion="bn_scale", scope="global")``).
 3. Fine-tune ``--finetune-epochs`` epochs without the penalty.
