@@ -230,3 +230,25 @@ def test_plan_that_does_not_fit_is_a_format_error() -> None:
     )
     with pytest.raises(FormatError, match="does not fit"):
         apply_plan_(randomised(Residual), plan)
+
+
+class Unsupported(nn.Module):
+    """A channel slice and a GroupNorm: neither may be crossed, each is named."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 1), nn.Conv2d(4, 5, 1)
+        self.g, self.gn, self.c = nn.Conv2d(5, 4, 1), nn.GroupNorm(2, 4), nn.Conv2d(4, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c(self.gn(self.g(self.b(self.a(x)[:, :4]))))
+
+
+def test_unsupported_operations_block_their_groups_by_name() -> None:
+    model, x = Unsupported(), torch.zeros(1, 3, 4, 4)
+    plan = plan_channel_pruning(model, ChannelPruning(ratio=0.5), x)
+    assert [g["root"] for g in plan["groups"]] == ["b"]
+    assert "Slice" in plan["skipped"]["a"] and "GroupNorm" in plan["skipped"]["g"]
+    for layer, op in (("a", "Slice"), ("g", "GroupNorm")):
+        with pytest.raises(ConfigError, match=op):
+            plan_channel_pruning(model, ChannelPruning(ratio=0.5), x, include=layer)
