@@ -180,9 +180,14 @@ def demo_command(out: Path, epochs: int) -> None:
 
 
 def _model_or_checkpoint(source: str) -> Any:
-    """A zoo model by name, or the model of a ``.safetensors`` checkpoint (rebuilt)."""
+    """A zoo model by name, or the model of a ``.safetensors`` checkpoint (rebuilt).
+
+    Dispatch is on the argument's suffix, so recipes (``.yaml``) can be added here later.
+    """
     from deepshrink import train, zoo
 
+    if source.endswith((".yaml", ".yml")):
+        raise ConfigError(f"{source}: plan takes a model name or a checkpoint; recipes come later")
     if source.endswith((".safetensors", ".json")) or Path(source).is_file():
         return train.load_checkpoint(Path(source).with_suffix(".safetensors"))[0]
     return zoo.create(source)
