@@ -19,6 +19,7 @@ accuracy.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from _common import write_result
 from factorize_cifar import finetune_data
-from prune_structured_cifar import measure
+from prune_structured_cifar import measure, paired_latency
 
 import deepshrink as ds
 from deepshrink.prune import ChannelPruning, plan_channel_pruning, slimming_penalty
@@ -51,7 +52,8 @@ def train_prune_finetune(penalty: float, args: argparse.Namespace, data: Any) ->
     fit = dict(lr=args.lr, weight_decay=5e-4, threads=args.threads, progress=False)
     began = time.perf_counter()
     ds.train.fit(model, data, epochs=args.epochs, loss_hooks=hooks, **fit)
-    trained = {"accuracy": ds.train.evaluate(model, data.test).top1, **measure(model)}
+    trained = {"accuracy": ds.train.evaluate(model, data.test).top1, **measure(model, ())}
+    dense = copy.deepcopy(model)
     gammas = gamma_summary(model)
     config = ChannelPruning(ratio=args.ratio, criterion="bn_scale", scope="global")
     plan = plan_channel_pruning(model, config, model.example_inputs())
@@ -65,7 +67,8 @@ def train_prune_finetune(penalty: float, args: argparse.Namespace, data: Any) ->
         "channels": {
             row["name"]: row["out"] for row in plan["layers"] if row["out"][0] != row["out"][1]
         },
-        "pruned": measure(model),
+        "pruned": measure(model, ()),
+        "latency": paired_latency(dense.eval(), model.eval()),
         "accuracy_after_pruning": pruned_accuracy,
         "accuracy_after_finetune": ds.train.evaluate(model, data.test).top1,
         "seconds": round(time.perf_counter() - began, 1),
@@ -73,27 +76,31 @@ def train_prune_finetune(penalty: float, args: argparse.Namespace, data: Any) ->
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
+    print("| λ | median abs γ | share abs γ < 0.05 | acc trained | params | MACs | ms b=1 dense → "
+          "pruned | ms b=64 dense → pruned | acc pruned → fine-tuned |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        t, p = r["trained"], r["pruned"]
-        print(f"\nλ = {r['lam']}: |γ| median {r['gamma']['median_abs_gamma']:.3f}, "
-              f"{r['gamma']['share_below_0.05']:.0%} of {r['gamma']['channels']} "
-              "below 0.05")  # fmt: skip
-        print("| | params | MACs | ms b=1 | ms b=64 | accuracy |")
-        print("|---|---|---|---|---|---|")
-        print(f"| trained | {t['parameters']:,} | {t['macs']:,} | {t['latency_ms_batch1']:.2f} | "
-              f"{t['latency_ms_batch64']:.1f} | {t['accuracy']:.1%} |")  # fmt: skip
-        share = p["parameters"] / t["parameters"]
-        print(f"| pruned + fine-tuned | {p['parameters']:,} ({share:.0%}) "
-              f"| {p['macs']:,} ({p['macs'] / t['macs']:.0%}) | {p['latency_ms_batch1']:.2f} | "
-              f"{p['latency_ms_batch64']:.1f} | {r['accuracy_after_pruning']:.1%} → "
-              f"{r['accuracy_after_finetune']:.1%} |")  # fmt: skip
-        print("channels:", ", ".join(f"{n} {a}→{b}" for n, (a, b) in r["channels"].items()))
+        t, p, g, lat = r["trained"], r["pruned"], r["gamma"], r["latency"]
+        times = []
+        for b in (1, 64):
+            key = f"latency_ms_batch{b}"
+            times.append(f"{lat['dense'][key]:.2f} → {lat['pruned'][key]:.2f}")
+        share = {k: p[k] / t[k] for k in ("parameters", "macs")}
+        print(
+            f"| {r['lam']} | {g['median_abs_gamma']:.3f} | {g['share_below_0.05']:.0%} | "
+            f"{t['accuracy']:.1%} | {p['parameters']:,} ({share['parameters']:.0%}) | "
+            f"{p['macs']:,} ({share['macs']:.0%}) | {times[0]} | {times[1]} | "
+            f"{r['accuracy_after_pruning']:.1%} → {r['accuracy_after_finetune']:.1%} |"
+        )
+    for r in rows:
+        channels = ", ".join(f"{n} {a}→{b}" for n, (a, b) in r["channels"].items())
+        print(f"λ = {r['lam']}: {channels}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=float, default=0.25, help="vgg11_cifar channel width")
-    parser.add_argument("--lam", type=float, default=1e-4, help="L1 weight on |γ|")
+    parser.add_argument("--lam", type=float, nargs="+", default=[1e-4], help="L1 weights on |γ|")
     parser.add_argument("--control", action="store_true", help="also train without penalty")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs")
     parser.add_argument("--ratio", type=float, default=0.5, help="share of channels removed")
@@ -105,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     data = finetune_data(ds.data.load("cifar10"), args.train_images)
-    rows = [train_prune_finetune(args.lam, args, data)]
+    rows = [train_prune_finetune(lam, args, data) for lam in args.lam]
     if args.control:
         rows.append(train_prune_finetune(0.0, args, data))
     payload = {
