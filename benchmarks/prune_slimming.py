@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2, help="training threads")
     parser.add_argument("--train-images", type=int, default=50000, help="fixed training subset")
+    parser.add_argument("--result-name", default="prune_slimming", help="results/<name>.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     data = finetune_data(ds.data.load("cifar10"), args.train_images)
@@ -121,7 +122,7 @@ def main() -> None:
         "settings": vars(args),
         "rows": rows,
     }
-    path = write_result("prune_slimming", payload)
+    path = write_result(args.result_name, payload)
     print_rows(rows)
     print(f"\nwrote {path}")
 
