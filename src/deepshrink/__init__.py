@@ -40,7 +40,14 @@ from deepshrink.factorize import (
     TuckerFactorization,
     factorize_,
 )
-from deepshrink.prune import MagnitudePruning, NeuronPruning, PolynomialDecay, finalize_, prune_
+from deepshrink.prune import (
+    ChannelPruning,
+    MagnitudePruning,
+    NeuronPruning,
+    PolynomialDecay,
+    finalize_,
+    prune_,
+)
 from deepshrink.quantize import KMeansQuantization, quantize_
 from deepshrink.train import fit, load_checkpoint, save_checkpoint
 
@@ -54,6 +61,7 @@ __all__ = [
     "EncodeConfig",
     "FormatError",
     "KMeansQuantization",
+    "ChannelPruning",
     "MagnitudePruning",
     "NeuronPruning",
     "PolynomialDecay",

@@ -220,13 +220,6 @@ def _print_recipe_plan(recipe: Path) -> None:
             console.print(table)
 
 
-@app.command("plan")
-@click.argument("target", type=_PATH)
-def plan_command(target: Path) -> None:
-    """Dry run of a recipe: what each stage does to each layer, params and MACs; nothing runs."""
-    _print_recipe_plan(target)
-
-
 @app.command("sweep")
 @click.argument("recipe", type=_PATH)
 @click.option(
@@ -289,6 +282,69 @@ def sensitivity_command(checkpoint: Path, data_name: str, data_root: Path | None
     _console().print(
         f"recipe overrides: {suggested}\nwritten: {out}/sensitivity.json, sensitivity.png"
     )
+
+
+def _model_or_checkpoint(source: str) -> Any:
+    """A zoo model by name, or the model of a ``.safetensors`` checkpoint (rebuilt)."""
+    from deepshrink import train, zoo
+
+    if source.endswith((".safetensors", ".json")) or Path(source).is_file():
+        return train.load_checkpoint(Path(source).with_suffix(".safetensors"))[0]
+    return zoo.create(source)
+
+
+@app.command("plan")
+@click.argument("source", metavar="RECIPE_OR_MODEL")
+@click.option("--ratio", type=float, help="Fraction of channels to remove (model plans).")
+@click.option(
+    "--criterion",
+    default="l1",
+    show_default=True,
+    help="l1, l2, bn_scale, fpgm, random (taylor/apoz need data: use the API).",
+)
+@click.option("--scope", default="local", show_default=True, help="local or global.")
+@click.option("--ignore", multiple=True, help="Layer glob never pruned (repeatable).")
+@click.option("--round-to", default=1, show_default=True, help="Kept channels multiple.")
+@click.option("--json", "json_out", type=_PATH, help="Also write the plan to this JSON file.")
+def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...],
+                 **settings: Any) -> None:  # fmt: skip
+    """Dry run; nothing is changed or trained.
+
+    For a recipe (.yaml): per stage and layer, what it does, with params, non-zeros and MACs.
+    For a zoo model or checkpoint with --ratio: the channel-pruning plan, per layer old → new
+    channels and MACs (what ``prune_`` with ChannelPruning would apply).
+    """
+    if source.endswith((".yaml", ".yml")):
+        _print_recipe_plan(Path(source))
+        return
+    if settings["ratio"] is None:
+        raise ConfigError(f"plan {source}: give --ratio (fraction of channels to remove) for a "
+                          "model plan, or a .yaml recipe")  # fmt: skip
+    from rich.table import Table
+
+    from deepshrink._io import atomic_write_json
+    from deepshrink.prune import ChannelPruning, plan_channel_pruning
+
+    net = _model_or_checkpoint(source)
+    config = ChannelPruning(ignore=list(ignore), **settings)
+    plan = plan_channel_pruning(net, config, net.example_inputs())
+    table = Table("layer", "type", "in", "out", "MACs", "MACs after", title=f"plan: {source}")
+    for row in plan["layers"]:
+        arrow = lambda pair: f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]} → {pair[1]}"  # noqa: E731
+        table.add_row(row["name"], row["type"], arrow(row["in"]), arrow(row["out"]),
+                      f"{row['macs'][0]:,}", f"{row['macs'][1]:,}")  # fmt: skip
+    console = _console()
+    console.print(table)
+    for root, why in plan["skipped"].items():
+        console.print(f"kept whole: {root} ({why})")
+    (params, params_after), (macs, macs_after) = plan["totals"]["params"], plan["totals"]["macs"]
+    console.print(
+        f"params {params:,} → {params_after:,} ({params_after / params:.1%}), "
+        f"MACs {macs:,} → {macs_after:,} ({macs_after / macs:.1%})"
+    )
+    if json_out is not None:
+        atomic_write_json(json_out, plan)
+        console.print(f"saved {json_out}")
 
 
 def main(argv: list[str] | None = None) -> int:

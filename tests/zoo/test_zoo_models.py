@@ -50,6 +50,9 @@ EXPECTED_PARAMETERS = {
     #   + 256*512 + 5*512*512) = 14,710,464; their BN 2 * 4,224 channels = 8,448;
     # classifier 512*512 + 512 + BN1d 2*512 + 512*10 + 10 = 268,810.
     "vgg16_cifar": 14_710_464 + 8_448 + 268_810,  # 14,987,722
+    # 8 bias-free 3x3 convs: 9 * (3*64 + 64*128 + 128*256 + 256*256 + 256*512 + 3*512*512)
+    #   = 9,217,728; their BN 2 * 2,752 channels = 5,504; the same classifier, 268,810.
+    "vgg11_cifar": 9_217_728 + 5_504 + 268_810,  # 9,492,042
     # stem conv 3*32*9 + BN 64 = 928; stages (expansion t, out c, blocks n, stride) from the
     # paper: 896 + 13,968 + 39,696 + 183,872 + 303,168 + 795,264 + 473,920 = 1,810,784;
     # conv 320*1280 + BN 2,560 = 412,160; fc 1280*10 + 10 = 12,810. Equal to torchvision's

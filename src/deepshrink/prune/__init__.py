@@ -13,19 +13,23 @@ Linear(in_features=16, out_features=16, bias=True)
 
 Methods (each a frozen config, applied by :func:`prune_`): :class:`MagnitudePruning`
 (unstructured, layer-wise or global, by sparsity or by ``quality × std``; ``criterion="random"``
-as a baseline) and :class:`NeuronPruning` (whole units of dense layers). Schedules:
+as a baseline), :class:`NeuronPruning` (whole units of dense layers) and :class:`ChannelPruning`
+(filters/channels, physically removed; :func:`plan_channel_pruning` / :func:`apply_plan_`;
+network slimming with :func:`slimming_penalty` and ``criterion="bn_scale"``). Schedules:
 :class:`PolynomialDecay` (a :class:`deepshrink.train.Callback`) and :func:`iterative_prune`.
 Recovery: :func:`distillation_loss` (a loss hook for ``fit``) and :func:`lottery_ticket`.
-Importing this package registers the structure records (``"prune.mask"``, ``"prune.neurons"``)
-that let :func:`deepshrink.train.load_checkpoint` rebuild pruned models.
+Importing this package registers the structure records (``"prune.mask"``, ``"prune.neurons"``,
+``"prune.channels"``) that let :func:`deepshrink.train.load_checkpoint` rebuild pruned models.
 """
 
 from __future__ import annotations
 
 from deepshrink.prune import criteria
 from deepshrink.prune.api import prune_, register_method
+from deepshrink.prune.channel_criteria import CHANNEL_CRITERIA
 from deepshrink.prune.config import (
     METHODS,
+    ChannelPruning,
     MagnitudePruning,
     NeuronPruning,
     PruneConfig,
@@ -37,20 +41,26 @@ from deepshrink.prune.lottery import LotteryTicket, lottery_ticket, rewind_
 from deepshrink.prune.masking import enforce_masks_, finalize_, iter_masks
 from deepshrink.prune.neuron import prune_neurons_
 from deepshrink.prune.schedules import IterativeStep, PolynomialDecay, iterative_prune
+from deepshrink.prune.slimming import slimming_penalty
+from deepshrink.prune.structured import apply_plan_, plan_channel_pruning, prune_channels_
 from deepshrink.prune.unstructured import prune_magnitude_, sparsity, weight_counts
 
 register_method(MagnitudePruning, prune_magnitude_)
 register_method(NeuronPruning, prune_neurons_)
+register_method(ChannelPruning, prune_channels_)
 
 __all__ = [
+    "CHANNEL_CRITERIA",
     "CRITERIA",
     "METHODS",
+    "ChannelPruning",
     "IterativeStep",
     "LotteryTicket",
     "MagnitudePruning",
     "NeuronPruning",
     "PolynomialDecay",
     "PruneConfig",
+    "apply_plan_",
     "criteria",
     "distillation_loss",
     "enforce_masks_",
@@ -58,11 +68,13 @@ __all__ = [
     "iter_masks",
     "iterative_prune",
     "lottery_ticket",
+    "plan_channel_pruning",
     "prune_",
     "pruning",
     "register_criterion",
     "register_method",
     "rewind_",
+    "slimming_penalty",
     "sparsity",
     "weight_counts",
 ]

@@ -44,12 +44,14 @@ def prune_(
     include: Patterns = None,
     exclude: Patterns = None,
     example_inputs: Any = None,
+    calibration: Any = None,
 ) -> nn.Module:
     """Prune ``model`` in place as ``config`` says and return it.
 
     ``include``/``exclude`` are globs over layer names (``"fc1"``, ``"features.*"``); by default
     every layer the method can prune is pruned. ``example_inputs`` is for methods that need to run
-    the model (structured pruning); the methods here do not.
+    the model (structured pruning); the methods here do not. ``calibration`` is a few batches for
+    data-aware criteria (channel pruning with ``taylor`` or ``apoz``).
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"prune_ needs a torch.nn.Module, got {type(model).__name__}")
@@ -59,4 +61,9 @@ def prune_(
             f"{type(config).__name__} is not a pruning config; use one of "
             + ", ".join(METHODS.get(name).__name__ for name in METHODS.names())
         )
-    return apply(model, config, include=include, exclude=exclude, example_inputs=example_inputs)
+    extra = {} if calibration is None else {"calibration": calibration}
+    if extra and config.method != "channel":
+        raise ConfigError(f"{type(config).__name__} does not use calibration data; drop it")
+    return apply(
+        model, config, include=include, exclude=exclude, example_inputs=example_inputs, **extra
+    )

@@ -23,7 +23,14 @@ from deepshrink._config import MethodConfig
 from deepshrink._registry import Registry
 from deepshrink.prune.criteria import CRITERIA
 
-__all__ = ["METHODS", "MagnitudePruning", "NeuronPruning", "PruneConfig", "pruning"]
+__all__ = [
+    "METHODS",
+    "ChannelPruning",
+    "MagnitudePruning",
+    "NeuronPruning",
+    "PruneConfig",
+    "pruning",
+]
 
 
 class PruneConfig(MethodConfig):
@@ -141,9 +148,58 @@ class NeuronPruning(PruneConfig):
         return self
 
 
+def _check_channel_criterion(value: str) -> str:
+    from deepshrink.prune.channel_criteria import CHANNEL_CRITERIA
+
+    if value not in CHANNEL_CRITERIA:
+        raise ValueError(CHANNEL_CRITERIA.unknown_message(value))
+    return value
+
+
+class ChannelPruning(PruneConfig):
+    """Structured pruning: remove whole filters/channels, so the model is physically smaller.
+
+    ``ratio`` (in [0, 1)) of the channels go: of each coupled group separately
+    (``scope="local"``), or the lowest-scoring channels over all groups together
+    (``scope="global"``; meant for comparable scores such as ``"bn_scale"``). ``criterion`` is a
+    name in :data:`~deepshrink.prune.channel_criteria.CHANNEL_CRITERIA`; ``taylor`` and
+    ``apoz`` need ``calibration=`` batches. ``overrides`` maps layer globs to their own ratio;
+    ``ignore`` lists layer globs whose output channels are never removed (a coupled group is
+    left whole when any layer producing its channels matches; ``"fc"`` or ``"conv1"``). Each
+    group keeps a multiple of ``round_to`` channels, at least ``round_to`` (or all it has).
+    Channels that reach the model's output are never removed.
+
+    >>> ChannelPruning(ratio=0.5, ignore=["fc"]).criterion
+    'l1'
+    """
+
+    method: ClassVar[str] = "channel"
+
+    ratio: float
+    criterion: str = "l1"
+    scope: Literal["local", "global"] = "local"
+    overrides: dict[str, float] = {}
+    ignore: list[str] = []
+    round_to: int = 1
+    seed: int = 0
+
+    _check_criterion = field_validator("criterion")(_check_channel_criterion)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChannelPruning:
+        check_fraction("ratio", self.ratio, "0.5 removes half the channels")
+        _check_overrides(self.overrides, "ratio", "0.5 removes half of the layer's channels")
+        if self.round_to < 1:
+            raise ValueError(
+                f"round_to must be ≥ 1 (kept channels are a multiple of it), got {self.round_to}"
+            )
+        return self
+
+
 METHODS: Registry[type[PruneConfig]] = Registry("pruning method")
 METHODS.add("magnitude", MagnitudePruning)
 METHODS.add("neuron", NeuronPruning)
+METHODS.add("channel", ChannelPruning)
 
 
 def pruning(name: str, **settings: Any) -> PruneConfig:
