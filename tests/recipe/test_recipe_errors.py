@@ -141,6 +141,21 @@ CASES = [
         ["stages[0].factorize.ranks: unknown key", "did you mean 'rank'"],
     ),
     ("empty-file", "", ["a recipe is a mapping", "got nothing"]),
+    (
+        "bad-slimming",
+        HEAD + GOOD_MODEL + "stages:\n  - train: {slimming: -1}\n",
+        ["stages[0].train.slimming: the L1 weight λ on BatchNorm scales must be a number > 0"],
+    ),
+    (
+        "bad-channel-ratio",
+        HEAD + GOOD_MODEL + "stages:\n  - prune: {method: channel, ratio: 1.0}\n",
+        ["stages[0].prune", "ratio"],
+    ),
+    (
+        "bad-export-file",
+        HEAD + GOOD_MODEL + "stages:\n  - export: {file: ../x.onnx}\n",
+        ["stages[0].export.file: String should match pattern"],
+    ),
 ]
 
 

@@ -134,11 +134,20 @@ class Training:
     fit: FitConfig
     distill: Distill | None = None
     schedule: Any = None
+    slimming: float | None = None
 
 
 def _training(settings: dict[str, Any], where: str, *, extras: bool) -> Training:
     distill = settings.pop("distill", None) if extras else None
     schedule = settings.pop("prune", None) if extras else None
+    slimming = settings.pop("slimming", None)
+    if slimming is not None and (
+        isinstance(slimming, bool) or not isinstance(slimming, int | float) or slimming <= 0
+    ):
+        raise ConfigError(
+            f"{where}.slimming: the L1 weight λ on BatchNorm scales must be a number > 0 "
+            f"(1.0e-4 is usual), got {slimming!r}"
+        )
     fit = validated(FitConfig, settings, where)
     if distill is not None:
         distill = validated(Distill, distill, f"{where}.distill")
@@ -153,10 +162,10 @@ def _training(settings: dict[str, Any], where: str, *, extras: bool) -> Training
                 f"{where}.prune: only a schedule (method: polynomial_decay) runs during "
                 "fine-tuning; use a prune stage for one-shot methods"
             )
-    return Training(fit, distill, schedule)
+    return Training(fit, distill, schedule, slimming)
 
 
-@stage_kind("train", doc="train the model (FitConfig settings)")
+@stage_kind("train", doc="train the model (FitConfig settings; slimming: λ of the BN L1 term)")
 def _parse_train(settings: dict[str, Any], where: str) -> Training:
     return _training(settings, where, extras=False)
 
@@ -184,6 +193,10 @@ def _fit(context: Context, stage: Stage) -> dict[str, Any]:
         hooks.append(
             distillation_loss(teacher, training.distill.temperature, training.distill.alpha)
         )
+    if training.slimming is not None:
+        from deepshrink.prune import slimming_penalty
+
+        hooks.append(slimming_penalty(training.slimming))
     callbacks = [training.schedule] if training.schedule is not None else []
     if callbacks:
         _keep_reference(context)
@@ -239,11 +252,37 @@ def _prune(context: Context, stage: Stage) -> dict[str, Any]:
         )  # fmt: skip
         rounds = [{"sparsity": s.sparsity, "accuracy": s.accuracy} for s in steps]
         return {"sparsity": sparsity(context.model), "rounds": rounds}
+    extra = {}
+    if pruning.config.method == "channel":
+        extra["calibration"] = _calibration(context, pruning.config)
     prune_(
         context.model, pruning.config, include=stage.include, exclude=stage.exclude,
-        example_inputs=_example_inputs(context.model),
+        example_inputs=_example_inputs(context.model), **extra,
     )  # fmt: skip
-    return {"sparsity": sparsity(context.model)}
+    return {"sparsity": sparsity(context.model)} if not extra else _channel_summary(context)
+
+
+def _calibration(context: Context, config: Any) -> list[Any] | None:
+    """Four batches of 64 un-augmented training samples for data-aware channel criteria."""
+    from deepshrink.prune.channel_criteria import CHANNEL_CRITERIA
+
+    if not CHANNEL_CRITERIA.get(config.criterion).data:
+        return None
+    train = context.data.train.without_transform()
+    count = min(256, len(train))
+    images, labels = zip(*(train[i] for i in range(count)), strict=True)
+    x, y = torch.stack(images), torch.as_tensor(labels)
+    return [(x[i : i + 64], y[i : i + 64]) for i in range(0, count, 64)]
+
+
+def _channel_summary(context: Context) -> dict[str, Any]:
+    from deepshrink.eval import count_macs, count_parameters
+
+    inputs = _example_inputs(context.model)
+    summary: dict[str, Any] = {"parameters": count_parameters(context.model)}
+    if inputs is not None:
+        summary["macs"] = count_macs(context.model, inputs)
+    return summary
 
 
 @stage_kind("factorize", targets_layers=True, doc="a low-rank factorization method")
