@@ -59,10 +59,10 @@ def plot_stages(metrics: dict[str, Any], path: Path) -> Path:
     right.bar([p + 0.2 for p in positions], nonzero_kb, width=0.4, label="non-zeros × 4 B")
     right.set_xticks(list(positions), labels)
     right.set_ylabel("kB")
-    right.set_title("size after each stage")
+    right.set_title("size after each stage (stage checkpoints; final: the delivered file)", fontsize=9)
     right.legend()
     for axis in (left, right):
-        axis.tick_params(axis="x", rotation=30)
+        plt.setp(axis.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
         axis.grid(alpha=0.3)
     return save_figure(figure, path)
 
@@ -79,7 +79,7 @@ def plot_layers(layers: list[dict[str, Any]], path: Path) -> Path | None:
     axis.bar_label(bars, fmt="%.1f", fontsize=7)
     axis.set_ylabel("non-zero weights kept (%)")
     axis.set_title("per-layer weights kept (vs the baseline model)")
-    axis.tick_params(axis="x", rotation=60)
+    plt.setp(axis.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")
     axis.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)
 
