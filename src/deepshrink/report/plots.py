@@ -59,7 +59,7 @@ def plot_stages(metrics: dict[str, Any], path: Path) -> Path:
     right.bar([p + 0.2 for p in positions], nonzero_kb, width=0.4, label="non-zeros × 4 B")
     right.set_xticks(list(positions), labels)
     right.set_ylabel("kB")
-    right.set_title("size after each stage (stage checkpoints; final: the delivered file)", fontsize=9)
+    right.set_title("size (stage checkpoints; final: the delivered file)", fontsize=9)
     right.legend()
     for axis in (left, right):
         plt.setp(axis.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
