@@ -186,12 +186,12 @@ def demo_command(out: Path, epochs: int) -> None:
 def run_command(recipe: Path, out: Path | None, resume: bool) -> None:
     """Run RECIPE (YAML): every stage, a checkpoint and Report after each, report and plots."""
     from deepshrink.recipe import load_recipe, prepare
-    from deepshrink.recipe.run import _check_out, execute, recipe_digest
+    from deepshrink.recipe.run import check_out, execute, recipe_digest
 
     parsed, text = load_recipe(recipe)
     prepared = prepare(parsed, text)
     folder = out if out is not None else Path("runs") / parsed.name
-    state = _check_out(folder, recipe_digest(text), resume)
+    state = check_out(folder, recipe_digest(text), resume)
     result = execute(prepared, folder, state)
     from deepshrink.eval import compare
 

@@ -43,7 +43,7 @@ from deepshrink.eval import Report
 from deepshrink.recipe.schema import Recipe, Stage, parse_recipe
 from deepshrink.recipe.stages import Context, run_stage
 
-__all__ = ["Prepared", "RunResult", "load_recipe", "prepare", "run_recipe"]
+__all__ = ["Prepared", "RunResult", "check_out", "execute", "load_recipe", "prepare", "run_recipe"]
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def recipe_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _check_out(out: Path, digest: str, resume: bool) -> dict[str, Any] | None:
+def check_out(out: Path, digest: str, resume: bool) -> dict[str, Any] | None:
     """The saved state to resume from, or None for a new run; refuse to overwrite a run."""
     state_file = out / STATE
     if resume:
@@ -226,7 +226,7 @@ def run_recipe(
     recipe, text = load_recipe(path)
     prepared = prepare(recipe, text)
     out = Path(out)
-    state = _check_out(out, recipe_digest(text), resume)
+    state = check_out(out, recipe_digest(text), resume)
     return execute(prepared, out, state, progress=progress)
 
 
