@@ -30,6 +30,7 @@ RECIPES: dict[str, tuple[str, dict[str, Any], int]] = {
     "mnist_cnn": ("mnist", dict(epochs=10, optimizer="adam", lr=1e-3, weight_decay=0.0), 0),
     "mlp_fc4": ("fashion-mnist", dict(epochs=30, lr=0.05, batch_size=128, weight_decay=1e-4), 0),
     "resnet20": ("cifar10", dict(epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4), 0),
+    "mobilenetv2_cifar": ("cifar10", dict(epochs=5, lr=0.1, batch_size=128, weight_decay=4e-5), 0),
 }
 
 

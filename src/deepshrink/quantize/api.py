@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -33,16 +34,24 @@ Finalize = Callable[[nn.Module], nn.Module]
 
 _APPLY: dict[type[QuantizeConfig], Apply] = {}
 _FINALIZE: list[Finalize] = []
+_NEEDS_DATA: set[type[QuantizeConfig]] = set()
 
 
 def register_method(
-    config_type: type[QuantizeConfig], apply: Apply, finalize: Finalize | None = None
+    config_type: type[QuantizeConfig],
+    apply: Apply,
+    finalize: Finalize | None = None,
+    *,
+    needs_data: bool = False,
 ) -> None:
     """Make :func:`quantize_` handle configs of ``config_type`` with ``apply``.
 
-    ``finalize``, when given, is run by :func:`finalize_`.
+    ``finalize``, when given, is run by :func:`finalize_`. A method with ``needs_data`` gets the
+    ``calibration=`` data of :func:`quantize_` as a keyword argument of ``apply``.
     """
     _APPLY[config_type] = apply
+    if needs_data:
+        _NEEDS_DATA.add(config_type)
     if finalize is not None and finalize not in _FINALIZE:
         _FINALIZE.append(finalize)
 
@@ -53,11 +62,14 @@ def quantize_(
     *,
     include: Patterns = None,
     exclude: Patterns = None,
+    calibration: Any = None,
 ) -> nn.Module:
     """Quantize ``model`` in place as ``config`` says and return it.
 
     ``include``/``exclude`` are globs over layer names (``"fc1"``, ``"features.*"``); by default
-    every layer the method can quantize is quantized.
+    every layer the method can quantize is quantized. ``calibration`` is data for the methods
+    that measure the model (activation ranges, sensitivities): a ``Data``, a dataset, a tensor
+    or batches, see :mod:`deepshrink.quantize.calibration`. Other methods ignore it.
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"quantize_ needs a torch.nn.Module, got {type(model).__name__}")
@@ -67,7 +79,14 @@ def quantize_(
             f"{type(config).__name__} is not a quantization config; use one of "
             + ", ".join(METHODS.get(name).__name__ for name in METHODS.names())
         )
-    return apply(model, config, include=include, exclude=exclude)
+    if type(config) not in _NEEDS_DATA:
+        return apply(model, config, include=include, exclude=exclude)
+    if calibration is None:
+        raise ConfigError(
+            f"{type(config).__name__} measures the model on data; pass calibration= (a Data, "
+            "a dataset, a tensor of inputs or a list of batches)"
+        )
+    return apply(model, config, include=include, exclude=exclude, calibration=calibration)
 
 
 def finalize_(model: nn.Module) -> nn.Module:

@@ -268,6 +268,11 @@ def _calibration(context: Context, config: Any) -> list[Any] | None:
 
     if not CHANNEL_CRITERIA.get(config.criterion).data:
         return None
+    return _samples(context)
+
+
+def _samples(context: Context) -> list[Any]:
+    """Four batches of 64 un-augmented ``(inputs, labels)`` training samples."""
     train = context.data.train.without_transform()
     count = min(256, len(train))
     images, labels = zip(*(train[i] for i in range(count)), strict=True)
@@ -312,7 +317,8 @@ def _quantize(context: Context, stage: Stage) -> dict[str, Any]:
     from deepshrink.quantize import quantize_
 
     _keep_reference(context)
-    quantize_(context.model, stage.settings, include=stage.include, exclude=stage.exclude)
+    quantize_(context.model, stage.settings, include=stage.include, exclude=stage.exclude,
+              calibration=_samples(context))  # fmt: skip
     return {"method": stage.raw.get("method")}
 
 
