@@ -115,13 +115,17 @@ def export(
     """Write ``model`` as an ONNX file at ``path`` (atomically) and return the path.
 
     ``calibration`` (data, see :mod:`deepshrink.quantize.calibration`) is required for static
-    int8. ``example_inputs`` default to ``model.example_inputs()`` (zoo models) or one
-    calibration sample. ``options`` are the other fields of :class:`OnnxExport`. The model is
-    not changed (a CPU float copy in eval mode is exported).
+    int8, except for a model prepared by :func:`deepshrink.quantize.prepare_qat_`, which is
+    written as QDQ int8 with its own trained scales. ``example_inputs`` default to
+    ``model.example_inputs()`` (zoo models) or one calibration sample. ``options`` are the
+    other fields of :class:`OnnxExport`. The model is not changed (a CPU float copy in eval
+    mode is exported).
     """
     config = OnnxExport(int8=int8, fp16=fp16, **options)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if _has_qat(model):
+        return _export_qat(model, path, config, _example(model, example_inputs, calibration))
     if config.precision == "int8" and calibration is None:
         raise ConfigError(
             "int8=True (static quantization) needs calibration= data to measure activation "
@@ -142,6 +146,47 @@ def export(
         final = _convert(float_path, Path(tmp), config, batches)
         atomic_write_bytes(path, final.read_bytes())
     logger.info("exported %s ONNX model to %s", config.precision, path)
+    return Path(path)
+
+
+def _has_qat(model: nn.Module) -> bool:
+    from deepshrink.quantize.qat import qat_layers
+
+    return bool(qat_layers(model))
+
+
+def _export_qat(
+    model: nn.Module, path: str | Path, config: OnnxExport, example: tuple[Tensor, ...]
+) -> Path:
+    """QDQ int8 with the scales a quantization-aware model trained (no calibration, no ORT
+    quantizer): its fake-quantizers become QuantizeLinear/DequantizeLinear pairs, and the
+    weights are stored as int8."""
+    from deepshrink.export import _qdq
+    from deepshrink.quantize.qat import qat_layers
+
+    if config.precision != "int8":
+        raise ConfigError(
+            "this model is prepared for quantization-aware training; export it with int8=True "
+            "(QDQ with its own scales), or call deepshrink.quantize.convert_qat_(model) first "
+            f"for a float model (got precision {config.precision!r})"
+        )
+    for name, layer in qat_layers(model).items():
+        if not layer.weight_quantizer.learnable:
+            layer.weight_quantizer.observe(layer.weight)  # the grid of the current weights
+        for quantizer in (layer.weight_quantizer, layer.input_quantizer):
+            if quantizer is not None and quantizer.scheme.bits != 8:
+                raise ConfigError(
+                    f"{name}: ONNX QDQ stores 8-bit integers; this layer is trained at "
+                    f"{quantizer.scheme.bits} bits (evaluate it in PyTorch instead)"
+                )
+    with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
+        float_path = Path(tmp) / "qdq.onnx"
+        export_float(model, example, float_path, config)
+        final = Path(tmp) / "int8.onnx"
+        count = _qdq.fold_weight_quantizers(float_path, final)
+        atomic_write_bytes(path, final.read_bytes())
+    logger.info("exported quantization-aware model as QDQ int8 (%d int8 weights) to %s",
+                count, path)  # fmt: skip
     return Path(path)
 
 

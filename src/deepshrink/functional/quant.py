@@ -40,6 +40,7 @@ __all__ = [
     "dequantize",
     "fake_cast",
     "fake_quantize",
+    "fake_quantize_learnable",
     "from_rows",
     "kl_range",
     "minmax_range",
@@ -333,3 +334,36 @@ def _kl_threshold(magnitudes: Tensor, levels: int, bins: int, stride: int) -> Te
         if divergence < best:
             best, best_i = divergence, i
     return top * best_i / bins
+
+
+def fake_quantize_learnable(
+    x: Tensor,
+    scale: Tensor,
+    zero_point: Tensor | int,
+    *,
+    bits: int = 8,
+    signed: bool = True,
+    axis: int | None = None,
+) -> Tensor:
+    """:func:`fake_quantize` whose ``scale`` gets a gradient too (LSQ, Esser et al. 2020).
+
+    The rounding passes gradients straight through, so ``x`` gets 1 inside the range and 0 where
+    it is clipped, and ``scale`` gets LSQ's gradient, multiplied by
+    ``1 / sqrt(values per scale × qmax)`` as the paper does, to keep its step size comparable to
+    the weights'. The value equals :func:`fake_quantize` with the same scale.
+
+    >>> scale = torch.tensor(0.1, requires_grad=True)
+    >>> y = fake_quantize_learnable(torch.tensor([0.26, 9.0]), scale, 0, bits=4)
+    >>> [round(v, 6) for v in y.tolist()], scale.grad is None
+    ([0.3, 0.7], True)
+    >>> torch.autograd.grad(y.sum(), scale)[0].item() != 0
+    True
+    """
+    qmin, qmax = quant_range(bits, signed)
+    factor = 1.0 / math.sqrt(max(x.numel() // max(scale.numel(), 1), 1) * max(qmax, 1))
+    step = scale * factor + (scale - scale * factor).detach()
+    step = _shaped(step.clamp(min=1e-12), x, axis, None)
+    zero = _shaped(torch.as_tensor(zero_point, dtype=x.dtype), x, axis, None)
+    value = torch.clamp(x / step + zero, qmin, qmax)
+    rounded = value + (torch.round(value) - value).detach()
+    return (rounded - zero) * step

@@ -33,6 +33,8 @@ from deepshrink.quantize.config import (
     QuantizeConfig,
     quantization,
 )
+from deepshrink.quantize.fake_quant import FakeQuantize
+from deepshrink.quantize.fold import fold_batchnorm_
 from deepshrink.quantize.kmeans import finalize_kmeans_, quantize_kmeans_, shareable_layers
 from deepshrink.quantize.observers import OBSERVERS, Observer, QuantScheme
 from deepshrink.quantize.ptq import (
@@ -41,13 +43,28 @@ from deepshrink.quantize.ptq import (
     quantize_weights_,
     remove_fake_quantization_,
 )
+from deepshrink.quantize.qat import (
+    QuantAwareTraining,
+    convert_qat_,
+    is_qat,
+    prepare_qat_,
+    qat_layers,
+)
 from deepshrink.quantize.shared import is_shared, share_, unshare_
 
 register_method(KMeansQuantization, quantize_kmeans_, finalize_kmeans_)
+register_method(QuantAwareTraining, prepare_qat_, needs_data=True)
 
 __all__ = [
     "METHODS",
     "KMeansQuantization",
+    "FakeQuantize",
+    "QuantAwareTraining",
+    "convert_qat_",
+    "fold_batchnorm_",
+    "is_qat",
+    "prepare_qat_",
+    "qat_layers",
     "QuantizeConfig",
     "finalize_",
     "is_shared",

@@ -47,7 +47,8 @@ def register_method(
     """Make :func:`quantize_` handle configs of ``config_type`` with ``apply``.
 
     ``finalize``, when given, is run by :func:`finalize_`. A method with ``needs_data`` gets the
-    ``calibration=`` data of :func:`quantize_` as a keyword argument of ``apply``.
+    ``calibration=`` data of :func:`quantize_` (``None`` when none was given; the method says
+    whether it needs it) as a keyword argument of ``apply``.
     """
     _APPLY[config_type] = apply
     if needs_data:
@@ -81,11 +82,6 @@ def quantize_(
         )
     if type(config) not in _NEEDS_DATA:
         return apply(model, config, include=include, exclude=exclude)
-    if calibration is None:
-        raise ConfigError(
-            f"{type(config).__name__} measures the model on data; pass calibration= (a Data, "
-            "a dataset, a tensor of inputs or a list of batches)"
-        )
     return apply(model, config, include=include, exclude=exclude, calibration=calibration)
 
 

@@ -7,10 +7,12 @@ against the fp32 export of the same model).
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from deepshrink.recipe.schema import Stage, _Strict, validated
 from deepshrink.recipe.stages import Context, finalized, runs, stage_kind
@@ -101,7 +103,7 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
         "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "onnx_accuracy": result.top1,
     }  # fmt: skip
     if settings.latency_rounds and (settings.int8 or settings.fp16):
-        reference = export(model, context.out / "stages" / stage.label / "fp32.onnx")
+        reference = export(_float_twin(model), context.out / "stages" / stage.label / "fp32.onnx")
         shape = tuple(context.data.input_shape)
         timing = compare_latency({"fp32": reference, "this": path}, shape, threads=threads,
                                  rounds=settings.latency_rounds, block_seconds=0.1)  # fmt: skip
@@ -110,3 +112,11 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
             summary[f"ms_batch{size}"] = this
             summary[f"speedup_batch{size}"] = fp32 / this
     return summary
+
+
+def _float_twin(model: nn.Module) -> nn.Module:
+    """The model itself, or for a quantization-aware one a float copy with its rounded weights
+    (the fp32 baseline of the latency comparison)."""
+    from deepshrink.quantize import convert_qat_, qat_layers
+
+    return convert_qat_(copy.deepcopy(model)) if qat_layers(model) else model

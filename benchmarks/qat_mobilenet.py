@@ -1,0 +1,137 @@
+"""Per-tensor vs per-channel int8 on MobileNetV2 (depthwise convolutions), and QAT closing the gap.
+
+Depthwise convolutions give each channel its own 3×3 filter; after BatchNorm folding the
+channels' weight ranges differ by orders of magnitude, so one scale per tensor rounds the small
+channels to a few levels (or to zero) while one scale per channel keeps them. The script:
+
+1. measures, per folded depthwise layer, how much of the int8 grid a per-tensor scale leaves to
+   the median channel (the spread of channel ranges);
+2. post-training int8 in ONNX Runtime (``ds.export(int8=True)``, static, calibrated on training
+   images) with per-tensor and with per-channel weight scales, accuracy measured in the runtime;
+3. the same in PyTorch simulation (BN folded, 8-bit weights per tensor / per channel, uint8
+   inputs per tensor), plus lower weight widths where the gap grows;
+4. quantization-aware training with per-tensor weights (the weaker grid) fine-tuned on a subset
+   of the training set, exported as QDQ int8 with its own scales, evaluated in ONNX Runtime;
+5. fp32 vs int8 latency of the exported files in ONNX Runtime (batch 1 and 32, interleaved).
+
+    DEEPSHRINK_DATA=/work/shared/datasets python benchmarks/qat_mobilenet.py \
+        --checkpoint assets/mobilenetv2_cifar.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import write_result
+
+import deepshrink as ds
+from deepshrink.export import compare_latency, evaluate_onnx, optimized_ops
+from deepshrink.quantize import (
+    QuantAwareTraining,
+    QuantScheme,
+    fake_quantize_,
+    fold_batchnorm_,
+    prepare_qat_,
+)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def depthwise_spread(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Per folded depthwise conv: channel ranges relative to the tensor range."""
+    folded = copy.deepcopy(model).eval()
+    fold_batchnorm_(folded)
+    rows = []
+    for name, layer in folded.named_modules():
+        if isinstance(layer, torch.nn.Conv2d) and layer.groups == layer.out_channels > 1:
+            ranges = layer.weight.detach().abs().flatten(1).amax(1)
+            rows.append({
+                "layer": name, "channels": len(ranges),
+                "median_channel_levels": float(127 * ranges.median() / ranges.max()),
+                "channels_under_8_levels": int((127 * ranges / ranges.max() < 8).sum()),
+            })  # fmt: skip
+    return rows
+
+
+def simulated(model: torch.nn.Module, data: ds.data.Data, bits: int, granularity: str) -> float:
+    folded = copy.deepcopy(model).eval()
+    fold_batchnorm_(folded)
+    weights = QuantScheme(bits=bits, granularity=granularity, axis=0)
+    fake_quantize_(folded, data.train, weights=weights)
+    return ds.train.evaluate(folded, data.test).top1
+
+
+def qat(model: torch.nn.Module, data: ds.data.Data, args: argparse.Namespace) -> torch.nn.Module:
+    config = QuantAwareTraining(weights={"granularity": "tensor"})
+    qat_model = prepare_qat_(copy.deepcopy(model).eval(), config, calibration=data.train)
+    subset = data.train.subset(torch.randperm(len(data.train))[: args.qat_images])
+    split = ds.data.Data(name=data.name, train=subset, test=data.test, classes=data.classes)
+    ds.fit(qat_model, split, epochs=args.qat_epochs, lr=args.qat_lr, batch_size=128,
+           weight_decay=0.0, threads=args.threads)  # fmt: skip
+    return qat_model.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ASSETS / "mobilenetv2_cifar.safetensors")
+    parser.add_argument("--qat-images", type=int, default=10_000)
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    data = ds.data.load("cifar10")
+    model, _ = ds.load_checkpoint(args.checkpoint)
+    model.eval()
+    result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "test_set": data.test.name,
+                              "test_images": len(data.test), "settings": vars(args) | {
+                                  "checkpoint": str(args.checkpoint)}}  # fmt: skip
+    result["float_top1"] = ds.train.evaluate(model, data.test).top1
+    result["depthwise"] = depthwise_spread(model)
+    result["simulated"] = [
+        {"weight_bits": bits, "granularity": g, "top1": simulated(model, data, bits, g)}
+        for bits in (8, 6) for g in ("tensor", "channel")
+    ]  # fmt: skip
+    print({k: result[k] for k in ("float_top1", "simulated")})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        paths = {
+            "fp32": ds.export(model, out / "fp32.onnx"),
+            "int8 PTQ per-tensor": ds.export(model, out / "t.onnx", int8=True, per_channel=False,
+                                             calibration=data.train),
+            "int8 PTQ per-channel": ds.export(model, out / "c.onnx", int8=True,
+                                              calibration=data.train),
+        }  # fmt: skip
+        qat_model = qat(model, data, args)
+        result["qat_torch_top1"] = ds.train.evaluate(qat_model, data.test).top1
+        paths["int8 QAT per-tensor"] = ds.export(qat_model, out / "qat.onnx", int8=True)
+        rows = []
+        for name, path in paths.items():
+            rows.append({"variant": name, "bytes": path.stat().st_size,
+                         "onnx_top1": evaluate_onnx(path, data.test).top1,
+                         "ops": optimized_ops(path)})  # fmt: skip
+            print(rows[-1])
+        times = compare_latency(paths, (3, 32, 32), batch_sizes=(1, 32), threads=1,
+                                rounds=args.rounds, block_seconds=0.3)  # fmt: skip
+        for row in rows:
+            for size, latency in times[row["variant"]].items():
+                base = times["fp32"][size].median_seconds
+                row[f"batch{size}"] = {
+                    **latency.to_dict(),
+                    "percent_of_fp32": 100 * latency.median_seconds / base,
+                }
+    result["rows"] = rows
+    print(f"wrote {write_result('qat_mobilenet', result)}")
+
+
+if __name__ == "__main__":
+    main()
