@@ -34,6 +34,14 @@ from deepshrink.quantize.config import (
     quantization,
 )
 from deepshrink.quantize.kmeans import finalize_kmeans_, quantize_kmeans_, shareable_layers
+from deepshrink.quantize.mixed import (
+    MixedPrecision,
+    allocate_bits,
+    assign_bits,
+    bit_sensitivity,
+    layer_bits_of,
+    quantize_mixed_,
+)
 from deepshrink.quantize.observers import OBSERVERS, Observer, QuantScheme
 from deepshrink.quantize.ptq import (
     calibrate_activations,
@@ -44,6 +52,7 @@ from deepshrink.quantize.ptq import (
 from deepshrink.quantize.shared import is_shared, share_, unshare_
 
 register_method(KMeansQuantization, quantize_kmeans_, finalize_kmeans_)
+register_method(MixedPrecision, quantize_mixed_, needs_data=lambda config: config.automatic)
 
 __all__ = [
     "METHODS",
@@ -66,4 +75,9 @@ __all__ = [
     "fake_quantize_",
     "quantize_weights_",
     "remove_fake_quantization_",
+    "MixedPrecision",
+    "allocate_bits",
+    "assign_bits",
+    "bit_sensitivity",
+    "layer_bits_of",
 ]
