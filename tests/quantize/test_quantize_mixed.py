@@ -114,6 +114,19 @@ def test_allocation_matches_exhaustive_search_on_toy_problems() -> None:
         choose([[10, 20]], [[1.0, 0.0]], budget=5)
 
 
+def test_allocation_spends_the_budget_when_more_bits_cost_nothing() -> None:
+    parameters = {"a": 7, "b": 5, "c": 3}
+    costs = {name: {2: 0.0, 3: 0.0, 5: 0.0, 8: 0.0} for name in parameters}
+    for budget in (45, 52, 70, 101):
+        sizes = [
+            sum(parameters[n] * b for n, b in zip(parameters, widths, strict=True))
+            for widths in itertools.product((2, 3, 5, 8), repeat=3)
+        ]
+        chosen = allocate_bits(costs, parameters, budget)
+        used = sum(parameters[n] * b for n, b in chosen.items())
+        assert used == max(s for s in sizes if s <= budget)
+
+
 def _wide_range_model() -> tuple[nn.Sequential, list[tuple[torch.Tensor, torch.Tensor]]]:
     """Two equal layers; layer "2" has one huge weight on a dead input, which stretches its
     per-tensor grid so that coarse widths round all its useful weights to zero."""
