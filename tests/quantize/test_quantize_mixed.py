@@ -84,6 +84,9 @@ def test_automatic_mode_needs_data_and_a_feasible_budget(images: ArrayDataset) -
         assign_bits(tiny_cnn(), images, (4, 8), size_bytes=10)
     with pytest.raises(ConfigError, match="labels"):
         assign_bits(tiny_cnn(), images.images.float(), average_bits=4)
+    unlabelled = assign_bits(tiny_cnn(), images.images.float(), (2, 8), average_bits=5,
+                             metric="output")  # fmt: skip
+    assert set(unlabelled) == {"0", "3", "5"} and set(unlabelled.values()) <= {2, 8}
 
 
 def _brute_force(costs: dict, parameters: dict, budget: float) -> float:
