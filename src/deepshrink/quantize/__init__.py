@@ -36,6 +36,14 @@ from deepshrink.quantize.config import (
 from deepshrink.quantize.fake_quant import FakeQuantize
 from deepshrink.quantize.fold import fold_batchnorm_
 from deepshrink.quantize.kmeans import finalize_kmeans_, quantize_kmeans_, shareable_layers
+from deepshrink.quantize.mixed import (
+    MixedPrecision,
+    allocate_bits,
+    assign_bits,
+    bit_sensitivity,
+    layer_bits_of,
+    quantize_mixed_,
+)
 from deepshrink.quantize.observers import OBSERVERS, Observer, QuantScheme
 from deepshrink.quantize.ptq import (
     calibrate_activations,
@@ -54,6 +62,7 @@ from deepshrink.quantize.shared import is_shared, share_, unshare_
 
 register_method(KMeansQuantization, quantize_kmeans_, finalize_kmeans_)
 register_method(QuantAwareTraining, prepare_qat_, needs_data=True)
+register_method(MixedPrecision, quantize_mixed_, needs_data=lambda config: config.automatic)
 
 __all__ = [
     "METHODS",
@@ -83,4 +92,9 @@ __all__ = [
     "fake_quantize_",
     "quantize_weights_",
     "remove_fake_quantization_",
+    "MixedPrecision",
+    "allocate_bits",
+    "assign_bits",
+    "bit_sensitivity",
+    "layer_bits_of",
 ]

@@ -34,7 +34,7 @@ Finalize = Callable[[nn.Module], nn.Module]
 
 _APPLY: dict[type[QuantizeConfig], Apply] = {}
 _FINALIZE: list[Finalize] = []
-_NEEDS_DATA: set[type[QuantizeConfig]] = set()
+_NEEDS_DATA: dict[type[QuantizeConfig], Callable[[QuantizeConfig], bool]] = {}
 
 
 def register_method(
@@ -42,17 +42,18 @@ def register_method(
     apply: Apply,
     finalize: Finalize | None = None,
     *,
-    needs_data: bool = False,
+    needs_data: bool | Callable[[Any], bool] = False,
 ) -> None:
     """Make :func:`quantize_` handle configs of ``config_type`` with ``apply``.
 
     ``finalize``, when given, is run by :func:`finalize_`. A method with ``needs_data`` gets the
     ``calibration=`` data of :func:`quantize_` (``None`` when none was given; the method says
-    whether it needs it) as a keyword argument of ``apply``.
+    whether it needs it) as a keyword argument of ``apply``; ``needs_data`` may be a predicate
+    on the config when only some settings measure the model.
     """
     _APPLY[config_type] = apply
     if needs_data:
-        _NEEDS_DATA.add(config_type)
+        _NEEDS_DATA[config_type] = needs_data if callable(needs_data) else (lambda _config: True)
     if finalize is not None and finalize not in _FINALIZE:
         _FINALIZE.append(finalize)
 
@@ -80,7 +81,8 @@ def quantize_(
             f"{type(config).__name__} is not a quantization config; use one of "
             + ", ".join(METHODS.get(name).__name__ for name in METHODS.names())
         )
-    if type(config) not in _NEEDS_DATA:
+    needs_data = _NEEDS_DATA.get(type(config))
+    if needs_data is None or not needs_data(config):
         return apply(model, config, include=include, exclude=exclude)
     return apply(model, config, include=include, exclude=exclude, calibration=calibration)
 
