@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--qat-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--name", default="qat_mobilenet", help="result file name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.manual_seed(0)
@@ -138,7 +139,7 @@ def main() -> None:
                     "percent_of_fp32": 100 * latency.median_seconds / base,
                 }
     result["rows"] = rows
-    print(f"wrote {write_result('qat_mobilenet', result)}")
+    print(f"wrote {write_result(args.name, result)}")
 
 
 if __name__ == "__main__":
