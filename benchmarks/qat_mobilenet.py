@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import write_result
+from _common import RESULTS, write_result
 
 import deepshrink as ds
 from deepshrink.export import compare_latency, evaluate_onnx, optimized_ops
@@ -79,6 +80,42 @@ def qat(model: torch.nn.Module, data: ds.data.Data, args: argparse.Namespace) ->
     return qat_model.eval()
 
 
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    """Accuracy in ONNX Runtime of each variant (one bar group per QAT budget) and the levels
+    the median channel of each depthwise layer keeps under a per-tensor scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(results.values()))
+    variants = [row["variant"] for row in first["rows"]]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.8 / len(results)
+    for index, (label, result) in enumerate(results.items()):
+        top1 = [100 * row["onnx_top1"] for row in result["rows"]]
+        positions = [i + (index - (len(results) - 1) / 2) * width for i in range(len(variants))]
+        bars = left.bar(positions, top1, width, label=label)
+        left.bar_label(bars, fmt="%.1f", fontsize=7)
+    left.set_xticks(range(len(variants)), [v.replace(" ", "\n", 2) for v in variants], fontsize=7)
+    left.set_ylabel("top-1 in ONNX Runtime (%)")
+    left.set_title("MobileNetV2, CIFAR-10 test subset (1,000 images)")
+    left.legend(fontsize=7, loc="lower right")
+    layers = first["depthwise"]
+    right.bar(range(len(layers)), [row["median_channel_levels"] for row in layers])
+    right.set_xticks(range(len(layers)), [row["layer"].split(".depthwise")[0] for row in layers],
+                     rotation=60, fontsize=7)  # fmt: skip
+    right.set_ylabel("int8 levels of the median channel (of 127)")
+    right.set_title("Depthwise weights (BN folded) under one scale per tensor")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def _label(path: Path) -> str:
+    settings = json.loads(path.read_text())["settings"]
+    return f"QAT on {settings['qat_images']:,} images, lr {settings['qat_lr']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ASSETS / "mobilenetv2_cifar.safetensors")
@@ -88,7 +125,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--name", default="qat_mobilenet", help="result file name")
+    parser.add_argument("--plot", nargs="+", type=Path, metavar="RESULT_JSON",
+                        help="only draw results/qat_mobilenet.png from these results")  # fmt: skip
     args = parser.parse_args()
+    if args.plot:
+        results = {_label(path): json.loads(path.read_text()) for path in args.plot}
+        plot(results, RESULTS / "qat_mobilenet.png")
+        return
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

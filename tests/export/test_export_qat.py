@@ -145,3 +145,27 @@ def test_a_4_bit_qat_model_is_refused_by_the_8_bit_format(digits, tmp_path):
     )
     with pytest.raises(ConfigError, match="trained at 4 bits"):
         ds.export(model, tmp_path / "m.onnx", int8=True, example_inputs=torch.rand(1, 1, 8, 8))
+
+
+def _int8_weights(path) -> list[np.ndarray]:
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    arrays = [numpy_helper.to_array(init) for init in graph.initializer]
+    return sorted((a for a in arrays if a.dtype == np.int8 and a.ndim >= 2), key=lambda a: a.shape)
+
+
+def test_onnx_runtime_quantizer_keeps_the_trained_per_tensor_weights_exactly(digits, tmp_path):
+    """The fast path for residual networks: convert_qat_ then ONNX Runtime's own quantizer."""
+    torch.manual_seed(0)
+    model = prepare_qat_(TinyConvBN().eval(), QuantAwareTraining(weights={"granularity": "tensor"}),
+                         calibration=digits).eval()  # fmt: skip
+    example = torch.rand(1, 1, 8, 8)
+    ours = ds.export(model, tmp_path / "qat.onnx", int8=True, example_inputs=example)
+    float_twin = ds.quantize.convert_qat_(copy.deepcopy(model))
+    theirs = ds.export(float_twin, tmp_path / "ort.onnx", int8=True, per_channel=False,
+                       calibration=digits, example_inputs=example)  # fmt: skip
+    mine, runtime = _int8_weights(ours), _int8_weights(theirs)
+    assert [a.shape for a in mine] == [a.shape for a in runtime] and len(mine) == 3
+    for a, b in zip(mine, runtime, strict=True):
+        np.testing.assert_array_equal(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
