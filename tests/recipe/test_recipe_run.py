@@ -149,6 +149,8 @@ def _shrunk(document: dict) -> dict:
                 settings["prune"].update(begin_step=0, end_step=4, frequency=1)
         if kind == "prune" and "iterative" in settings:
             settings["iterative"] = {"rounds": 1, "fit": {"epochs": 1}}
+        if kind == "export" and settings.get("latency_rounds", 1):
+            settings["latency_rounds"] = 1
     return document
 
 

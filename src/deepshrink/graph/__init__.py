@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from deepshrink.graph.structure import rebuild, record, register_rebuilder, structure_of
+from deepshrink.graph.structure import forget, rebuild, record, register_rebuilder, structure_of
 
-__all__ = ["rebuild", "record", "register_rebuilder", "structure_of"]
+__all__ = ["forget", "rebuild", "record", "register_rebuilder", "structure_of"]

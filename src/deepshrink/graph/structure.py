@@ -41,6 +41,19 @@ def record(model: nn.Module, kind: str, **details: Any) -> None:
     setattr(model, STRUCTURE_ATTRIBUTE, entries)
 
 
+def forget(model: nn.Module, kind: str) -> None:
+    """Drop every structure entry of ``kind`` from ``model``'s record (the change was undone).
+
+    >>> from torch import nn
+    >>> model = nn.Linear(2, 2)
+    >>> record(model, "example")
+    >>> forget(model, "example"); structure_of(model)
+    []
+    """
+    entries = [entry for entry in structure_of(model) if entry["kind"] != kind]
+    setattr(model, STRUCTURE_ATTRIBUTE, entries)
+
+
 def structure_of(model: nn.Module) -> list[dict[str, Any]]:
     """The structure entries recorded on ``model`` (a copy; empty for an unchanged model)."""
     return copy.deepcopy(list(getattr(model, STRUCTURE_ATTRIBUTE, [])))

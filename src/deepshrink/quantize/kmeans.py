@@ -29,7 +29,7 @@ from torch import nn
 
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.functional.kmeans import cluster_weight
-from deepshrink.graph import record, register_rebuilder, structure_of
+from deepshrink.graph import forget, record, register_rebuilder, structure_of
 from deepshrink.graph.structure import STRUCTURE_ATTRIBUTE
 from deepshrink.prune.masking import MASK_KIND, enforce_masks_, mask_of, remove_mask_
 from deepshrink.prune.targets import Patterns, layer_values, select
@@ -126,8 +126,7 @@ def finalize_kmeans_(model: nn.Module) -> nn.Module:
     """
     for module in model.modules():
         unshare_(module)
-    entries = [entry for entry in structure_of(model) if entry["kind"] != KMEANS_KIND]
-    setattr(model, STRUCTURE_ATTRIBUTE, entries)
+    forget(model, KMEANS_KIND)
     return model
 
 

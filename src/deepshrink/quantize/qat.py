@@ -36,8 +36,7 @@ from pydantic import model_validator
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError, FormatError
-from deepshrink.graph import record, register_rebuilder, structure_of
-from deepshrink.graph.structure import STRUCTURE_ATTRIBUTE
+from deepshrink.graph import forget, record, register_rebuilder
 from deepshrink.prune.masking import apply_mask_, mask_of
 from deepshrink.prune.targets import Patterns, select
 from deepshrink.quantize.calibration import calibration_inputs
@@ -243,8 +242,7 @@ def convert_qat_(model: nn.Module) -> nn.Module:
             layer.weight.data.copy_(rounded)
             del layer.weight_quantizer, layer.input_quantizer
             layer.__class__ = _PLAIN[type(layer)]
-    entries = [entry for entry in structure_of(model) if entry["kind"] != QAT_KIND]
-    setattr(model, STRUCTURE_ATTRIBUTE, entries)
+    forget(model, QAT_KIND)
     return model
 
 
