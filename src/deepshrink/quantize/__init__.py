@@ -1,4 +1,4 @@
-"""Quantization: k-means weight sharing (Deep Compression) with centroid fine-tuning.
+"""Quantization: k-means weight sharing, quantization-aware training, mixed precision.
 
 >>> import torch
 >>> from torch import nn
@@ -11,12 +11,19 @@
 >>> type(model[0]).__name__, len(model[0].weight.unique()) <= 16
 ('Linear', True)
 
-Methods (each a frozen config, applied by :func:`quantize_`): :class:`KMeansQuantization`
-(per-layer 1-D k-means over the non-zero weights; ``bits`` per layer kind and per layer glob;
-``linear``, ``density`` or ``random`` initialisation). Fine-tune the centroids with
-:func:`deepshrink.train.fit`; :func:`finalize_` makes the sharing permanent. Importing this package
-registers the structure record (``"quantize.kmeans"``) that lets
-:func:`deepshrink.train.load_checkpoint` rebuild quantized models.
+Methods (each a frozen config, applied by :func:`quantize_`):
+
+- :class:`KMeansQuantization` (``"kmeans"``): per-layer 1-D k-means over the non-zero weights;
+  ``bits`` per layer kind and per layer glob; ``linear``, ``density`` or ``random``
+  initialisation. Fine-tune the centroids with :func:`deepshrink.train.fit`; :func:`finalize_`
+  makes the sharing permanent.
+- :class:`QuantAwareTraining` (``"qat"``): BatchNorm folded, fake-quantized weights and layer
+  inputs trained through (``docs/qat.md``); export with ``ds.export(model, path, int8=True)``.
+- :class:`MixedPrecision` (``"mixed"``): each layer's weights at its own width, from globs or
+  assigned from a sensitivity scan under an average-bits or size budget.
+
+Methods that measure the model take ``calibration=`` data. Each records its change in the
+model's structure record, so :func:`deepshrink.train.load_checkpoint` rebuilds quantized models.
 
 Affine quantization: ``QuantScheme`` and ``Observer`` describe and measure a grid;
 ``fake_quantize_`` simulates post-training quantization in PyTorch at any bit width. Real int8
