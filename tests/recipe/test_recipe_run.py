@@ -173,3 +173,12 @@ def test_every_shipped_recipe_runs_end_to_end_on_small_data(
     assert result.final.accuracy is not None and (tmp_path / "run" / "report.html").is_file()
     if any("encode" in stage for stage in document["stages"]):
         assert result.final.file_bytes < result.baseline.file_bytes  # the .dsz is the final file
+    # the final file is the one the last encode/export wrote, unless the model changed after it
+    kinds = [next(iter(stage)) for stage in document["stages"]]
+    changes = [i for i, kind in enumerate(kinds) if kind not in ("encode", "export", "evaluate")]
+    writes = [i for i, kind in enumerate(kinds) if kind in ("encode", "export")]
+    delivered = metrics["artifacts"].get("delivered")
+    if writes and (not changes or writes[-1] > changes[-1]):
+        assert result.final.file_bytes == Path(delivered).stat().st_size
+    else:
+        assert delivered is None

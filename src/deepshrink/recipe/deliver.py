@@ -48,6 +48,7 @@ def _encode(context: Context, stage: Stage) -> dict[str, Any]:
     options = {"index_bits": settings.index_bits} if settings.index_bits is not None else {}
     save(finalized(context.model), path, EncodeConfig(huffman=settings.huffman, **options))
     context.artifacts["dsz"] = str(path)
+    context.artifacts["delivered"] = str(path)
     if settings.reload:
         context.model = load(path, model=context.blank())
     return {"file": settings.file, "bytes": path.stat().st_size}
@@ -96,6 +97,7 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
     export(model, path, int8=settings.int8, fp16=settings.fp16,
            calibration=calibration if settings.int8 else None, **options)  # fmt: skip
     context.artifacts[name] = str(path)
+    context.artifacts["delivered"] = str(path)
     threads = context.recipe.threads or 1
     result = evaluate_onnx(path, context.data.test, threads=threads)
     summary: dict[str, Any] = {

@@ -1,8 +1,9 @@
 """What a run leaves behind: a checkpoint and a Report per stage, metrics, report and plots.
 
 Reports after stages are measured without latency (it is slow and noisy); the initial and final
-reports measure it when the recipe says ``latency: true``. The final report's file size is the
-``.dsz`` container when an ``encode`` stage wrote one, else the final checkpoint.
+reports measure it when the recipe says ``latency: true``. The final report's file size is that
+of the delivered file — the ``.dsz`` container or ONNX file written by the last ``encode`` or
+``export`` stage after the model last changed — else of the final checkpoint.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report]:
     latency = context.recipe.latency
     baseline = measure(context, baseline_model, f"baseline ({label})",
                        checkpoint_path(context.out, label), latency=latency)  # fmt: skip
-    file = Path(context.artifacts.get("dsz", final_path))
+    file = Path(context.artifacts.get("delivered", final_path))
     final = measure(context, context.model, "final", file, latency=latency)
     comparison = compare(baseline, final)
     metrics = {

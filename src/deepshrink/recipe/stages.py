@@ -89,6 +89,8 @@ def compresses(stage: Stage) -> bool:
 def run_stage(context: Context, stage: Stage) -> dict[str, Any]:
     """Run ``stage`` on ``context.model`` (seeded by the recipe seed and the stage position)."""
     torch.manual_seed(context.recipe.seed + stage.index)
+    if stage.kind not in ("encode", "export", "evaluate"):
+        context.artifacts.pop("delivered", None)  # the model changes: an earlier file is stale
     return RUNNERS[stage.kind](context, stage)
 
 
