@@ -124,15 +124,14 @@ def export(
     config = OnnxExport(int8=int8, fp16=fp16, **options)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if _has_qat(model):
-        return _export_qat(model, path, config, _example(model, example_inputs, calibration))
-    if config.precision == "int8" and calibration is None:
+    qat = _check_qat(model, config)
+    if config.precision == "int8" and calibration is None and not qat:
         raise ConfigError(
             "int8=True (static quantization) needs calibration= data to measure activation "
             "ranges, e.g. calibration=data.train; or use int8='dynamic', which needs none"
         )
     batches = None
-    if calibration is not None and config.precision == "int8":
+    if calibration is not None and config.precision == "int8" and not qat:
         batches = calibration_batches(
             calibration,
             samples=config.calibration_samples,
@@ -143,34 +142,25 @@ def export(
     with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
         float_path = Path(tmp) / "float.onnx"
         export_float(model, example, float_path, config)
-        final = _convert(float_path, Path(tmp), config, batches)
+        final = _convert(float_path, Path(tmp), config, batches, qat=qat)
         atomic_write_bytes(path, final.read_bytes())
     logger.info("exported %s ONNX model to %s", config.precision, path)
     return Path(path)
 
 
-def _has_qat(model: nn.Module) -> bool:
+def _check_qat(model: nn.Module, config: OnnxExport) -> bool:
+    """Whether ``model`` is quantization-aware; if so, check it can be written as QDQ int8 with
+    its own scales (no calibration, no ONNX Runtime quantizer) and refresh its weight grids."""
     from deepshrink.quantize.qat import qat_layers
 
-    return bool(qat_layers(model))
-
-
-def _export_qat(
-    model: nn.Module, path: str | Path, config: OnnxExport, example: tuple[Tensor, ...]
-) -> Path:
-    """QDQ int8 with the scales a quantization-aware model trained (no calibration, no ORT
-    quantizer): its fake-quantizers become QuantizeLinear/DequantizeLinear pairs, and the
-    weights are stored as int8."""
-    from deepshrink.export import _qdq
-    from deepshrink.quantize.qat import qat_layers
-
-    if config.precision != "int8":
+    layers = qat_layers(model)
+    if layers and config.precision != "int8":
         raise ConfigError(
             "this model is prepared for quantization-aware training; export it with int8=True "
             "(QDQ with its own scales), or call deepshrink.quantize.convert_qat_(model) first "
             f"for a float model (got precision {config.precision!r})"
         )
-    for name, layer in qat_layers(model).items():
+    for name, layer in layers.items():
         if not layer.weight_quantizer.learnable:
             layer.weight_quantizer.observe(layer.weight)  # the grid of the current weights
         for quantizer in (layer.weight_quantizer, layer.input_quantizer):
@@ -179,15 +169,7 @@ def _export_qat(
                     f"{name}: ONNX QDQ stores 8-bit integers; this layer is trained at "
                     f"{quantizer.scheme.bits} bits (evaluate it in PyTorch instead)"
                 )
-    with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
-        float_path = Path(tmp) / "qdq.onnx"
-        export_float(model, example, float_path, config)
-        final = Path(tmp) / "int8.onnx"
-        count = _qdq.fold_weight_quantizers(float_path, final)
-        atomic_write_bytes(path, final.read_bytes())
-    logger.info("exported quantization-aware model as QDQ int8 (%d int8 weights) to %s",
-                count, path)  # fmt: skip
-    return Path(path)
+    return bool(layers)
 
 
 def _example(model: nn.Module, example_inputs: Any, calibration: Any) -> tuple[Tensor, ...]:
@@ -253,12 +235,17 @@ def _dynamo(
                       **names)  # fmt: skip
 
 
-def _convert(float_path: Path, tmp: Path, config: OnnxExport, batches: list | None) -> Path:
-    from deepshrink.export import _ort
+def _convert(
+    float_path: Path, tmp: Path, config: OnnxExport, batches: list | None, *, qat: bool = False
+) -> Path:
+    from deepshrink.export import _ort, _qdq
 
     if config.precision == "fp32":
         return float_path
     out = tmp / f"{config.precision}.onnx"
+    if qat:  # the graph already holds the trained QDQ pairs: store the weights as int8
+        _qdq.fold_weight_quantizers(float_path, out)
+        return out
     try:
         if config.precision == "fp16":
             _ort.weights_to_fp16(float_path, out)

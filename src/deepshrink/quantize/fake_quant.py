@@ -44,7 +44,7 @@ class FakeQuantize(nn.Module):
         self,
         scheme: QuantScheme,
         *,
-        mode: Literal["weight", "activation", "off"] = "activation",
+        mode: Literal["weight", "activation"] = "activation",
         learnable: bool = False,
         channels: int = 1,
     ) -> None:
@@ -85,8 +85,12 @@ class FakeQuantize(nn.Module):
                 old_high + momentum * (high - old_high),
             )
         scheme = self.scheme
-        scale, zero_point = Q.qparams(low, high, bits=scheme.bits, signed=scheme.signed,
-                                      symmetric=scheme.symmetric)  # fmt: skip
+        self.set_qparams(*Q.qparams(low, high, bits=scheme.bits, signed=scheme.signed,
+                                    symmetric=scheme.symmetric))  # fmt: skip
+
+    @torch.no_grad()
+    def set_qparams(self, scale: Tensor, zero_point: Tensor) -> None:
+        """Use the grid ``(scale, zero_point)``."""
         self.scale.data.copy_(scale.reshape(self.scale.shape))
         self.zero_point.copy_(zero_point.reshape(self.zero_point.shape))
         self.calibrated.fill_(True)
@@ -96,8 +100,6 @@ class FakeQuantize(nn.Module):
         return (self.qmin - zero) * scale, (self.qmax - zero) * scale
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.mode == "off":
-            return x
         if self.mode == "weight" and not self.learnable and not torch.onnx.is_in_onnx_export():
             self.observe(x)
         elif self.mode == "activation" and self.training and not self.learnable:

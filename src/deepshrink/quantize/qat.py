@@ -39,12 +39,11 @@ from deepshrink.errors import ConfigError, FormatError
 from deepshrink.graph import forget, record, register_rebuilder
 from deepshrink.prune.masking import apply_mask_, mask_of
 from deepshrink.prune.targets import Patterns, select
-from deepshrink.quantize.calibration import calibration_inputs
 from deepshrink.quantize.config import METHODS, QuantizeConfig
 from deepshrink.quantize.fake_quant import FakeQuantize
 from deepshrink.quantize.fold import fold_batchnorm_
-from deepshrink.quantize.observers import Observer, QuantScheme
-from deepshrink.quantize.ptq import ACTIVATIONS, WEIGHTS
+from deepshrink.quantize.observers import QuantScheme
+from deepshrink.quantize.ptq import ACTIVATIONS, WEIGHTS, calibrate_activations
 
 __all__ = [
     "QAT_KIND",
@@ -196,38 +195,18 @@ def prepare_qat_(
         for layer in layers.values():
             if mask_of(layer, "weight") is None and bool((layer.weight == 0).any()):
                 apply_mask_(layer, "weight", layer.weight != 0)
-    for layer in layers.values():
+    ranges = {}
+    if config.activations is not None:  # the float inputs each layer sees
+        ranges = calibrate_activations(model, calibration, config.activations,
+                                       samples=config.calibration_samples)  # fmt: skip
+    for name, layer in layers.items():
         _make_qat(layer, config)
-    if config.activations is not None:
-        _calibrate(model, layers, calibration, config.calibration_samples)
+        if name in ranges:
+            layer.input_quantizer.set_qparams(*ranges[name])
     record(model, QAT_KIND, layers=sorted(layers), config=config.model_dump(mode="json"))
     model.train(was_training)
     logger.info("quantization-aware: %d layers (%d BatchNorm folded)", len(layers), len(folded))
     return model
-
-
-@torch.no_grad()
-def _calibrate(model: nn.Module, layers: dict[str, nn.Module], data: Any, samples: int) -> None:
-    """Set each input quantizer's range from the float inputs its layer sees on ``data``."""
-    observers = {name: Observer(layer.input_quantizer.scheme) for name, layer in layers.items()}
-    hooks = [layer.register_forward_pre_hook(lambda _m, a, n=name: observers[n].update(a[0]))
-             for name, layer in layers.items()]  # fmt: skip
-    quantizers = [layer.input_quantizer for layer in layers.values()]
-    for quantizer in quantizers:
-        quantizer.mode = "off"  # pass-through while measuring float inputs
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        for batch in calibration_inputs(data, samples=samples).split(64):
-            model(batch.to(device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for quantizer in quantizers:
-            quantizer.mode = "activation"
-    for name, layer in layers.items():
-        if observers[name].batches:
-            low, high = observers[name].range()
-            layer.input_quantizer.set_range(low.min(), high.max())
 
 
 def convert_qat_(model: nn.Module) -> nn.Module:
