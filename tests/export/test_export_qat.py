@@ -108,10 +108,11 @@ def test_the_last_layer_input_codes_of_onnx_runtime_and_qat_differ_by_at_most_on
 
 
 def test_the_int8_file_stores_its_weights_in_a_quarter_of_the_bytes(exported):
+    """Stored as uint8 with zero point 128 (U8U8 kernels, which do not saturate on AVX2)."""
     graph = onnx.load(str(exported["int8"])).graph
     types = {init.name: init.data_type for init in graph.initializer}
     weights = [init for init in graph.initializer if len(init.dims) >= 2]
-    assert weights and all(init.data_type == onnx.TensorProto.INT8 for init in weights), types
+    assert weights and all(init.data_type == onnx.TensorProto.UINT8 for init in weights), types
     assert not any(
         node.op_type == "QuantizeLinear" and node.input[0] in types for node in graph.node
     )
@@ -148,11 +149,14 @@ def test_a_4_bit_qat_model_is_refused_by_the_8_bit_format(digits, tmp_path):
 
 
 def _int8_weights(path) -> list[np.ndarray]:
+    """The signed weight codes of a file (uint8 codes with zero point 128 shifted back)."""
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     arrays = [numpy_helper.to_array(init) for init in graph.initializer]
-    return sorted((a for a in arrays if a.dtype == np.int8 and a.ndim >= 2), key=lambda a: a.shape)
+    codes = [a.astype(np.int16) - 128 if a.dtype == np.uint8 else a for a in arrays]
+    kept = [c for a, c in zip(arrays, codes, strict=True) if a.dtype in (np.int8, np.uint8)]
+    return sorted((c for c in kept if c.ndim >= 2), key=lambda a: a.shape)
 
 
 def test_onnx_runtime_quantizer_keeps_the_trained_per_tensor_weights_exactly(digits, tmp_path):
