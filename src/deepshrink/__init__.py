@@ -21,6 +21,7 @@ are imported on use.
 from __future__ import annotations
 
 from deepshrink import data, encode, errors, eval, factorize, prune, quantize, train, zoo
+from deepshrink._finalize import finalize_
 from deepshrink.encode import EncodeConfig, load, save, size_table
 from deepshrink.errors import (
     ConfigError,
@@ -45,7 +46,6 @@ from deepshrink.prune import (
     MagnitudePruning,
     NeuronPruning,
     PolynomialDecay,
-    finalize_,
     prune_,
 )
 from deepshrink.quantize import KMeansQuantization, quantize_

@@ -133,5 +133,6 @@ def test_smaller_policy_refuses_a_bigger_tucker() -> None:
     model = nn.Sequential(nn.Conv2d(8, 8, 3))
     plan = plan_factorization(model, TuckerFactorization(ranks=8))
     assert not plan[0].accepted and plan[0].reason.startswith("not smaller")
-    factorize_(model, TuckerFactorization(ranks=8))
+    with pytest.raises(ConfigError, match=r"changed nothing: 0 \(not smaller"):
+        factorize_(model, TuckerFactorization(ranks=8))
     assert isinstance(model[0], nn.Conv2d)

@@ -56,4 +56,4 @@ def test_bad_calls(cnn: nn.Sequential) -> None:
 
 def test_top_level_exports() -> None:
     assert ds.quantize_ is quantize_ and ds.KMeansQuantization is KMeansQuantization
-    assert ds.quantize.finalize_ is not ds.finalize_  # pruning's finalize_ stays at the top
+    assert ds.quantize.finalize_ is not ds.finalize_  # the top-level one finalizes everything

@@ -24,7 +24,7 @@ from torch import nn
 
 from deepshrink._io import atomic_write_bytes
 from deepshrink.encode.config import EncodeConfig
-from deepshrink.encode.container import Container, pack, unpack
+from deepshrink.encode.container import Container, pack, split_aliases, unpack
 from deepshrink.errors import DeepshrinkError, FormatError
 
 __all__ = ["load", "read", "save"]
@@ -46,10 +46,11 @@ def save(
     from deepshrink.zoo import arch_of
 
     config = config or EncodeConfig()
-    state = {name: tensor for name, tensor in model.state_dict().items()}
+    state, aliases = split_aliases(model.state_dict())  # tied weights are stored once
     data = pack(
-        state, config, arch=arch_of(model), structure=structure_of(model), metadata=metadata
-    )
+        state, config, arch=arch_of(model), structure=structure_of(model), metadata=metadata,
+        aliases=aliases,
+    )  # fmt: skip
     atomic_write_bytes(path, data)
     return Path(path)
 

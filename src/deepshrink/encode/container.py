@@ -76,8 +76,12 @@ def pack(
     structure: list[dict[str, Any]] | None = None,
     metadata: dict[str, Any] | None = None,
     encoded: list[Encoded] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The bytes of a ``.dsz`` file holding ``tensors`` (coded now unless ``encoded`` given)."""
+    """The bytes of a ``.dsz`` file holding ``tensors`` (coded now unless ``encoded`` given).
+
+    ``aliases`` maps further state-dict names to a stored tensor they are one with (tied
+    weights); they cost a header entry, no section."""
     encoded = encode_all(tensors, config) if encoded is None else encoded
     header = {
         "format": FORMAT_NAME,
@@ -87,6 +91,8 @@ def pack(
         "encoding": config.model_dump(mode="json"),
         "tensors": [item.entry for item in encoded],
     }
+    if aliases:
+        header["aliases"] = dict(aliases)
     text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
     compressed = zlib.compress(text, 9)
     parts = [
@@ -175,6 +181,8 @@ def unpack(data: bytes, source: str = "<bytes>") -> Container:
             raise cursor.fail(f"tensor {name!r}", str(exc)) from None
     if cursor.offset != len(data):
         raise cursor.fail("end", f"{len(data) - cursor.offset} bytes after the last section")
+    for alias, source in header.get("aliases", {}).items():
+        tensors[alias] = tensors[source]  # one tensor, as in the model that was saved
     return Container(header, tensors, section_bytes=section_bytes, header_bytes=header_size(data))
 
 
@@ -183,4 +191,31 @@ def header_size(data: bytes) -> int:
     return PRELUDE.size + PRELUDE.unpack_from(data)[3]
 
 
-__all__ += ["Header", "encode_all", "header_size"]
+def split_aliases(
+    tensors: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors stored once, {alias: stored name})``: entries that are one tensor (same
+    storage, offset, shape, strides and dtype — tied weights) are stored under the first name.
+
+    >>> w = torch.ones(2, 2)
+    >>> split_aliases({"a": w, "b": w, "c": torch.zeros(1)})[1]
+    {'b': 'a'}
+    """
+    stored: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[tuple[Any, ...], str] = {}
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.numel() == 0:
+            stored[name] = tensor
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+               tensor.stride(), tensor.dtype, str(tensor.device))  # fmt: skip
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+            stored[name] = tensor
+    return stored, aliases
+
+
+__all__ += ["Header", "encode_all", "header_size", "split_aliases"]

@@ -72,12 +72,20 @@ class Header(BaseModel):
     metadata: dict[str, Any]
     encoding: dict[str, Any]
     tensors: list[TensorEntry]
+    #: state-dict names that are the same tensor as a stored one (tied weights): alias → stored
+    aliases: dict[Annotated[str, Field(min_length=1, max_length=4096)], str] = {}
 
     @model_validator(mode="after")
     def _unique(self) -> Header:
         names = [entry.name for entry in self.tensors]
         if len(set(names)) != len(names):
             raise ValueError("tensor names repeat")
+        stored = set(names)
+        for alias, source in self.aliases.items():
+            if alias in stored:
+                raise ValueError(f"aliases: {alias!r} is also a stored tensor")
+            if source not in stored:
+                raise ValueError(f"aliases: {alias!r} refers to {source!r}, which is not stored")
         return self
 
 

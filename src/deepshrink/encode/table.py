@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from deepshrink.encode.config import EncodeConfig
-from deepshrink.encode.container import encode_all, pack
+from deepshrink.encode.container import encode_all, pack, split_aliases
 from deepshrink.encode.streams import SECTION_OVERHEAD
 from deepshrink.encode.tensors import Encoded
 from deepshrink.errors import ConfigError, FormatError
@@ -228,6 +228,7 @@ def size_table(
     size is reported as ``file_bytes``.
     """
     tensors, fields, file_bytes = _source(source)
+    tensors, aliases = split_aliases(tensors)  # a tied tensor is stored (and counted) once
     if config is None:
         config = _stored_config(fields.get("encoding"), source)
     coded = {}
@@ -236,7 +237,7 @@ def size_table(
         items = encode_all(tensors, variant)
         data = pack(tensors, variant, arch=fields.get("arch"),
                     structure=fields.get("structure"), metadata=fields.get("metadata"),
-                    encoded=items)  # fmt: skip
+                    encoded=items, aliases=aliases)  # fmt: skip
         coded[huffman] = (items, len(data) - sum(_coded_bytes(i) for i in items))
     rows, raw = [], []
     for (name, tensor), pq, pqh in zip(

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.eval._inputs import as_inputs, inference, on_model_device
+from deepshrink.eval._inputs import inference
 from deepshrink.factorize._method import Method, method_for
 from deepshrink.factorize.config import FactorizationConfig
 from deepshrink.factorize.conv import CPConv2d, SeparableConv2d, TuckerConv2d
@@ -36,6 +36,9 @@ from deepshrink.factorize.policy import Decision, decide, skipped
 from deepshrink.factorize.svd import SVDLinear
 from deepshrink.factorize.tt import TTLinear
 from deepshrink.graph import record
+from deepshrink.graph.coverage import Coverage, report_coverage
+from deepshrink.graph.io import call, map_tensors
+from deepshrink.graph.layers import is_transposed_linear, replace_blocker, weight_slots
 
 __all__ = ["apply_plan_", "factorize_", "plan_factorization", "select_layers"]
 
@@ -58,7 +61,10 @@ def _targets(model: nn.Module, layer_type: type[nn.Module]) -> dict[str, nn.Modu
             continue
         if isinstance(module, FACTORIZED):
             factorized.append(name)
-        elif name and isinstance(module, layer_type):
+        elif name and (
+            isinstance(module, layer_type)
+            or (layer_type is nn.Linear and is_transposed_linear(module))
+        ):
             found[name] = module
     return found
 
@@ -113,9 +119,10 @@ def _layer_inputs(
         return lambda module, args: seen.setdefault(name, args[0].detach().clone())
 
     handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
         with inference(model):
-            model(*on_model_device(as_inputs(example_inputs), model))
+            call(model, map_tensors(example_inputs, lambda t: t.to(device)))
     finally:
         for handle in handles:
             handle.remove()
@@ -130,6 +137,19 @@ def _input_for(name: str, layer: nn.Module, captured: dict[str, Tensor]) -> Tens
         generator = torch.Generator().manual_seed(0)
         return torch.randn(1, layer.in_features, generator=generator).to(weight)
     return None
+
+
+def _blockers(model: nn.Module) -> dict[str, str]:
+    """Modules that must not be replaced, and why: tied weights, ``MultiheadAttention``'s
+    ``out_proj`` (see :func:`deepshrink.graph.layers.replace_blocker`)."""
+    blocked = {}
+    for slot in weight_slots(model).values():
+        reason = replace_blocker(model, slot)
+        if reason and slot.parameter == "weight":
+            blocked[slot.module_name] = reason
+            for module, _ in slot.aliases:
+                blocked[module] = f"its weight is tied to {slot.qualified}"
+    return blocked
 
 
 def _plan_layer(
@@ -173,10 +193,14 @@ def plan_factorization(
                 f"no {method.layer_type.__name__} layer fits {type(config).__name__} "
                 f"({config.to_dict()}); name the layers with include="
             )
+    blocked = _blockers(model)
     captured = _layer_inputs(model, layers, example_inputs)
     plan = []
     for name, layer in layers.items():
-        decision = _plan_layer(name, layer, method, config, _input_for(name, layer, captured))
+        if name in blocked:
+            decision = skipped(name, layer, blocked[name])
+        else:
+            decision = _plan_layer(name, layer, method, config, _input_for(name, layer, captured))
         logger.info("%s: %s", name, decision.reason)
         plan.append(decision)
     return plan
@@ -216,4 +240,16 @@ def factorize_(
     plan = plan_factorization(
         model, config, include=include, exclude=exclude, example_inputs=example_inputs
     )
-    return apply_plan_(model, plan)
+    slots = weight_slots(model)
+    handled = method_for(config).layer_type.__name__
+    others = {n: f"not a {handled} layer" for n in slots if n not in {d.name for d in plan}}
+    coverage = Coverage(
+        type(config).__name__,
+        changed={d.name: d.parameters_before for d in plan if d.accepted},
+        skipped={**{d.name: d.reason for d in plan if not d.accepted}, **others},
+        total=sum(slot.numel for slot in slots.values()),
+        narrowed=include is not None or exclude is not None,
+    )
+    apply_plan_(model, plan)
+    report_coverage(model, coverage)
+    return model

@@ -34,6 +34,7 @@ from deepshrink.functional.lowrank import (
     rank_from_energy,
 )
 from deepshrink.graph import register_rebuilder
+from deepshrink.graph.layers import as_linear, is_transposed_linear
 
 __all__ = ["SVDLinear", "svd_rank"]
 
@@ -88,7 +89,8 @@ def svd_rank(name: str, layer: nn.Linear, config: SVDFactorization) -> int:
     return min(rank, largest)
 
 
-def _build(name: str, layer: nn.Linear, config: SVDFactorization) -> Candidate:
+def _build(name: str, module: nn.Module, config: SVDFactorization) -> Candidate:
+    layer = as_linear(module)  # a Linear, or a Hugging Face Conv1D seen as one
     rank = svd_rank(name, layer, config)
     details = {
         "module": name,
@@ -105,7 +107,11 @@ register_method(SVDFactorization, Method(nn.Linear, _build))
 
 @register_rebuilder(KIND)
 def _rebuild(model: nn.Module, entry: dict[str, Any]) -> None:
-    layer = fresh_layer(model, entry, nn.Linear)
+    module = model.get_submodule(str(entry.get("module"))) if entry.get("module") else None
+    if module is not None and is_transposed_linear(module):
+        layer = as_linear(module)
+    else:
+        layer = fresh_layer(model, entry, nn.Linear)
     check_shape(entry, layer, ("in_features", "out_features"))
     module = SVDLinear(layer.in_features, layer.out_features, int(entry["rank"]), entry["bias"])
     model.set_submodule(entry["module"], like(module, layer))

@@ -45,6 +45,8 @@ class Coverage:
     changed: dict[str, int]
     skipped: dict[str, str]
     total: int
+    #: The user narrowed the request (``include``/``exclude``): a small share is not a surprise.
+    narrowed: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -89,11 +91,10 @@ def report_coverage(
         why = coverage.reasons() or "no layer of a type it handles was selected"
         raise ConfigError(f"{coverage.method} changed nothing: {why}")
     model.__dict__.setdefault(_ATTRIBUTE, []).append(coverage)
-    if coverage.total and coverage.fraction < WARN_BELOW:
-        share, skipped = 100 * coverage.fraction, coverage.reasons() or "none"
+    if coverage.total and coverage.fraction < WARN_BELOW and not coverage.narrowed:
         logger.warning(
             "%s covers only %.1f%% of the model's weights; skipped %s",
-            coverage.method, share, skipped,
+            coverage.method, 100 * coverage.fraction, coverage.reasons() or "nothing",
         )  # fmt: skip
     else:
         logger.info("%s", coverage.summary())

@@ -25,16 +25,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from deepshrink.errors import ConfigError
 from deepshrink.functional.masks import (
     global_keep_masks,
     keep_mask,
     quality_threshold,
     threshold_mask,
 )
+from deepshrink.graph.coverage import Coverage, report_coverage
+from deepshrink.graph.layers import Slot, slot_counts, weight_slots
 from deepshrink.prune.config import MagnitudePruning
 from deepshrink.prune.criteria import score
 from deepshrink.prune.masking import enforce_masks_, mask_of, mask_parameters_
-from deepshrink.prune.targets import Patterns, layer_values, select, weight_layers
+from deepshrink.prune.targets import Patterns, layer_values, select
 
 __all__ = ["prune_magnitude_", "sparsity", "weight_counts"]
 
@@ -42,20 +45,17 @@ logger = logging.getLogger(__name__)
 
 
 def weight_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """``{layer: (non-zero weights, weights)}`` for every ``Linear``/convolution layer.
+    """``{layer: (non-zero weights, weights)}`` for every weight matrix (tied ones once), named
+    as :func:`deepshrink.graph.layers.weight_slots` names them.
 
     >>> weight_counts(nn.Sequential(nn.Linear(3, 2)))
     {'0': (6, 6)}
     """
-    with torch.no_grad():
-        return {
-            name: (int(torch.count_nonzero(layer.weight)), layer.weight.numel())
-            for name, layer in weight_layers(model).items()
-        }
+    return slot_counts(model)
 
 
 def sparsity(model: nn.Module) -> float:
-    """Fraction of the ``Linear``/convolution weights that are zero (biases not counted).
+    """Fraction of the weight matrices' entries that are zero (biases not counted).
 
     >>> sparsity(nn.Linear(4, 4))
     0.0
@@ -94,13 +94,15 @@ def prune_magnitude_(
     example_inputs: Any = None,
 ) -> nn.Module:
     """Mask the weights of the selected layers as ``config`` says (``prune_`` calls this)."""
-    layers = select(weight_layers(model), include, exclude, method="magnitude pruning")
+    slots = weight_slots(model)
+    layers = select(slots, include, exclude, method="magnitude pruning")
     targets = layer_values(list(layers), config.target, config.overrides, "magnitude pruning")
     enforce_masks_(model)
+    _check_plain(layers)
     generator = torch.Generator().manual_seed(config.seed)
-    weights = {name: layer.weight.detach() for name, layer in layers.items()}
+    weights = {name: slot.tensor.detach() for name, slot in layers.items()}
     scores = {name: score(config.criterion, w, (), generator) for name, w in weights.items()}
-    current = {name: mask_of(layer, "weight") for name, layer in layers.items()}
+    current = {name: mask_of(slot.module, slot.parameter) for name, slot in layers.items()}
     pooled = []
     if config.scope == "global":
         pooled = [n for n in layers if not any(fnmatch.fnmatchcase(n, g) for g in config.overrides)]
@@ -116,13 +118,30 @@ def prune_magnitude_(
             masks[name] = _layer_mask(
                 config, weights[name], scores[name], targets[name], current[name]
             )
-    mask_parameters_(model, {_qualified(name): mask for name, mask in masks.items()})
+    mask_parameters_(model, {layers[name].qualified: mask for name, mask in masks.items()})
+    report_coverage(model, Coverage(
+        "magnitude pruning", changed={name: slot.numel for name, slot in layers.items()},
+        skipped={name: "not selected" for name in slots if name not in layers},
+        total=sum(slot.numel for slot in slots.values()),
+        narrowed=include is not None or exclude is not None,
+    ))  # fmt: skip
     _log(model, config, list(layers))
     return model
 
 
-def _qualified(layer: str) -> str:
-    return f"{layer}.weight" if layer else "weight"
+def _check_plain(layers: dict[str, Slot]) -> None:
+    """Masks hold real parameters: a weight computed from a codebook or fake quantizer cannot
+    be pruned in place."""
+    computed = [
+        name for name, slot in layers.items()
+        if slot.module._parameters.get(slot.parameter) is None
+        and f"{slot.parameter}_orig" not in slot.module._parameters
+    ]  # fmt: skip
+    if computed:
+        raise ConfigError(
+            f"magnitude pruning cannot mask {', '.join(computed)}: the weight is computed "
+            "(k-means shared or quantized); prune before quantizing, or finalize_ first"
+        )
 
 
 def _log(model: nn.Module, config: MagnitudePruning, names: list[str]) -> None:

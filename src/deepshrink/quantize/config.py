@@ -32,14 +32,20 @@ LAYER_KINDS.add(
     "conv",
     (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
 )
+LAYER_KINDS.add("embedding", (nn.Embedding, nn.EmbeddingBag))
+LAYER_KINDS.add("recurrent", (nn.RNNBase,))
+LAYER_KINDS.add("attention", (nn.MultiheadAttention,))
+#: Kinds that take the ``linear`` width when a ``bits`` mapping does not name them.
+LINEAR_LIKE = ("recurrent", "attention", "embedding")
 
 
 def kind_of(layer: nn.Module) -> str | None:
-    """``"linear"``, ``"conv"`` or ``None`` for any other module."""
-    for kind in LAYER_KINDS:
-        if isinstance(layer, LAYER_KINDS.get(kind)):
-            return kind
-    return None
+    """The layer's kind (``"linear"``, ``"conv"``, ``"embedding"``, ``"recurrent"``,
+    ``"attention"``, see :mod:`deepshrink.graph.layers`), or ``None`` for any other module."""
+    from deepshrink.graph.layers import adapter_of
+
+    adapter = adapter_of(layer)
+    return None if adapter is None else adapter.kind
 
 
 class QuantizeConfig(MethodConfig):
@@ -65,8 +71,10 @@ class KMeansQuantization(QuantizeConfig):
     """Weight sharing by k-means (Han et al. 2016): each layer's non-zero weights take one of
     ``2**bits`` shared values (centroids), fine-tuned by training; zeros stay exactly zero.
 
-    ``bits`` is one width for every ``Linear``/convolution weight, or one per layer kind:
-    ``{"conv": 8, "linear": 5}`` (Han et al.'s widths, the default). ``overrides`` maps layer-name
+    ``bits`` is one width for every weight matrix, or one per layer kind:
+    ``{"conv": 8, "linear": 5}`` (Han et al.'s widths, the default); recurrent gate matrices,
+    attention projections and embeddings take the ``linear`` width unless the mapping names
+    their kind (``"recurrent"``, ``"attention"``, ``"embedding"``). ``overrides`` maps layer-name
     globs to their own width (the last matching glob wins). ``init`` names the starting centroids
     (``"linear"``, ``"density"`` or ``"random"``, seeded by ``seed``); k-means stops when no
     cluster changes or after ``max_iterations``. Biases are not shared.
@@ -109,6 +117,8 @@ class KMeansQuantization(QuantizeConfig):
         """The width for layers of ``kind`` before overrides (``None``: the mapping lacks it)."""
         if isinstance(self.bits, int):
             return self.bits
+        if kind in LINEAR_LIKE and kind not in self.bits:
+            kind = "linear"
         return self.bits.get(kind) if kind is not None else None
 
     def clusters(self, kind: str) -> int:

@@ -30,11 +30,13 @@ from torch import nn
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.functional.kmeans import cluster_weight
 from deepshrink.graph import forget, record, register_rebuilder, structure_of
+from deepshrink.graph.coverage import Coverage, report_coverage
+from deepshrink.graph.layers import Slot, weight_slots
 from deepshrink.graph.structure import STRUCTURE_ATTRIBUTE
 from deepshrink.prune.masking import MASK_KIND, enforce_masks_, mask_of, remove_mask_
 from deepshrink.prune.targets import Patterns, layer_values, select
-from deepshrink.quantize.config import KMeansQuantization, kind_of
-from deepshrink.quantize.shared import empty_codebook, is_shareable, share_, unshare_
+from deepshrink.quantize.config import KMeansQuantization
+from deepshrink.quantize.shared import empty_codebook, share_, unshare_model_
 
 __all__ = ["KMEANS_KIND", "finalize_kmeans_", "quantize_kmeans_", "shareable_layers"]
 
@@ -45,9 +47,10 @@ KMEANS_KIND = "quantize.kmeans"
 _METHOD = "k-means quantization"
 
 
-def shareable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Named ``Linear``/convolution layers with a weight (or already shared), in model order."""
-    return {name: module for name, module in model.named_modules() if is_shareable(module)}
+def shareable_layers(model: nn.Module) -> dict[str, Slot]:
+    """Every weight matrix of ``model`` (:func:`deepshrink.graph.layers.weight_slots`) that can
+    be shared, tied ones once, in model order."""
+    return weight_slots(model)
 
 
 @contextlib.contextmanager
@@ -59,15 +62,15 @@ def _worded() -> Iterator[None]:
         raise ConfigError(str(exc).replace("can prune", "can quantize")) from None
 
 
-def layer_bits(layers: dict[str, nn.Module], config: KMeansQuantization) -> dict[str, int]:
-    """Each layer's width: by its kind, then ``config.overrides`` (the last matching glob wins)."""
+def layer_bits(layers: dict[str, Slot], config: KMeansQuantization) -> dict[str, int]:
+    """Each slot's width: by its kind, then ``config.overrides`` (the last matching glob wins)."""
     with _worded():
         overridden = layer_values(list(layers), 0, config.overrides, _METHOD)
-    bits = {name: int(overridden[name]) or config.bits_for(kind_of(layer)) or 0
-            for name, layer in layers.items()}  # fmt: skip
+    bits = {name: int(overridden[name]) or config.bits_for(slot.kind) or 0
+            for name, slot in layers.items()}  # fmt: skip
     missing = [name for name, value in bits.items() if not value]
     if missing:
-        kinds = sorted({str(kind_of(layers[name])) for name in missing})
+        kinds = sorted({layers[name].kind for name in missing})
         raise ConfigError(
             f"bits={config.bits!r} gives no width for {', '.join(kinds)} layers "
             f"({', '.join(missing)}); add {kinds[0]!r} to bits, or leave them out with exclude="
@@ -75,20 +78,24 @@ def layer_bits(layers: dict[str, nn.Module], config: KMeansQuantization) -> dict
     return bits
 
 
-def _adopt_prune_mask(model: nn.Module, name: str, layer: nn.Module) -> None:
+def _adopt_prune_mask(model: nn.Module, slot: Slot) -> None:
     """Drop a pruning mask (its zeros are in the weight) and its record; ours replaces it."""
-    if mask_of(layer, "weight") is None:
+    if mask_of(slot.module, slot.parameter) is None:
         return
-    remove_mask_(layer, "weight")
-    qualified = f"{name}.weight" if name else "weight"
+    remove_mask_(slot.module, slot.parameter)
     entries = []
     for entry in structure_of(model):
-        if entry["kind"] == MASK_KIND and qualified in entry.get("parameters", []):
-            entry = {**entry, "parameters": [p for p in entry["parameters"] if p != qualified]}
-            if not entry["parameters"]:
+        if entry["kind"] == MASK_KIND and slot.qualified in entry.get("parameters", []):
+            kept = [p for p in entry["parameters"] if p != slot.qualified]
+            if not kept:
                 continue
+            entry = {**entry, "parameters": kept}
         entries.append(entry)
     setattr(model, STRUCTURE_ATTRIBUTE, entries)
+
+
+def _tied(model: nn.Module, slot: Slot) -> list[tuple[nn.Module, str]]:
+    return [(model.get_submodule(module), name) for module, name in slot.aliases]
 
 
 def quantize_kmeans_(
@@ -104,14 +111,17 @@ def quantize_kmeans_(
     bits = layer_bits(layers, config)
     enforce_masks_(model)
     generator = torch.Generator().manual_seed(config.seed)
-    for name, layer in layers.items():
-        _adopt_prune_mask(model, name, layer)
+    for name, width in bits.items():
+        slot = layers[name]
+        _adopt_prune_mask(model, slot)
         shared = cluster_weight(
-            layer.weight.detach(), 2 ** bits[name], init=config.init,
+            slot.tensor.detach(), 2**width, init=config.init,
             max_iterations=config.max_iterations, generator=generator,
         )  # fmt: skip
-        share_(layer, shared)
-    record(model, KMEANS_KIND, layers={name: 2 ** bits[name] for name in layers})
+        share_(slot.module, shared, slot.parameter, tied=_tied(model, slot))
+    if bits:
+        record(model, KMEANS_KIND, layers={name: 2**width for name, width in bits.items()})
+    _report(model, layers, bits, narrowed=include is not None or exclude is not None)
     logger.info(
         "k-means weight sharing (%s init): %s", config.init,
         ", ".join(f"{name} {value} bits" for name, value in bits.items()),
@@ -119,13 +129,29 @@ def quantize_kmeans_(
     return model
 
 
-def finalize_kmeans_(model: nn.Module) -> nn.Module:
-    """Write the shared values into plain ``weight`` parameters; drop codebooks and records.
+def _report(
+    model: nn.Module,
+    layers: dict[str, Slot],
+    bits: dict[str, int],
+    *,
+    narrowed: bool,
+) -> None:
+    everything = weight_slots(model)
+    outside = {name: "not selected" for name in everything if name not in layers}
+    report_coverage(model, Coverage(
+        _METHOD, changed={name: layers[name].numel for name in bits},
+        skipped=outside, total=sum(s.numel for s in everything.values()),
+        narrowed=narrowed,
+    ))  # fmt: skip
 
-    Every non-zero of a finalized weight is one of its layer's centroids; zeros are +0.0.
+
+def finalize_kmeans_(model: nn.Module) -> nn.Module:
+    """Write the shared values into plain parameters; drop codebooks and records.
+
+    Every non-zero of a finalized weight is one of its layer's centroids; zeros are +0.0. Tied
+    weights stay one parameter.
     """
-    for module in model.modules():
-        unshare_(module)
+    unshare_model_(model)
     forget(model, KMEANS_KIND)
     return model
 
@@ -136,15 +162,14 @@ def _rebuild_shared(model: nn.Module, entry: dict[str, Any]) -> None:
     layers = entry.get("layers")
     if not isinstance(layers, dict):
         raise FormatError(f"{KMEANS_KIND}: entry has no 'layers' mapping: {entry!r}")
+    slots = weight_slots(model)
     for name, clusters in layers.items():
-        try:
-            layer = model.get_submodule(name)
-        except AttributeError:
-            raise FormatError(f"{KMEANS_KIND}: the model has no module {name!r}") from None
+        slot = slots.get(str(name))
+        if slot is None:
+            raise FormatError(f"{KMEANS_KIND}: the model has no weight {name!r} to share")
         if not isinstance(clusters, int) or not 1 <= clusters <= 2**16:
             raise FormatError(f"{KMEANS_KIND}: {name}: bad number of clusters {clusters!r}")
-        if not is_shareable(layer):
-            raise FormatError(f"{KMEANS_KIND}: {name} is a {type(layer).__name__}, not shareable")
-        if mask_of(layer, "weight") is not None:
-            remove_mask_(layer, "weight")
-        share_(layer, empty_codebook(layer, clusters))
+        if mask_of(slot.module, slot.parameter) is not None:
+            remove_mask_(slot.module, slot.parameter)
+        codebook = empty_codebook(slot.module, clusters, slot.parameter)
+        share_(slot.module, codebook, slot.parameter, tied=_tied(model, slot))

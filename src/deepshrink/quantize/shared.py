@@ -1,17 +1,22 @@
-"""Layers whose weight is a codebook: ``weight = where(weight_mask, weight_centroids[idx], 0)``.
+"""Weights that are a codebook: ``w = where(w_mask, w_centroids[w_indices], 0)``, for any layer.
 
-A shared layer is the same ``Linear``/convolution object with its class switched to a subclass
-(``SharedLinear``, ``SharedConv2d``, ...) whose ``weight`` is a property computed from
+A shared weight ``name`` of a module is computed on every access from
 
-* ``weight_centroids`` — a ``Parameter`` of ``2**bits`` shared values (what training updates),
-* ``weight_indices`` — a ``uint8`` buffer, the shared value of each entry,
-* ``weight_mask`` — a ``bool`` buffer, ``False`` where the weight is exactly zero (pruned).
+* ``<name>_centroids`` — a ``Parameter`` of ``2**bits`` shared values (what training updates),
+* ``<name>_indices`` — a ``uint8`` buffer, the shared value of each entry,
+* ``<name>_mask`` — a ``bool`` buffer, ``False`` where the weight is exactly zero (pruned).
 
-The layer stays an instance of its class (``isinstance(layer, nn.Linear)``), its forward and its
-hooks are unchanged, and ``layer.weight`` is always current. Autograd sums the gradients of the
-entries of a cluster into its centroid (Han et al. 2016, eq. 3), so :func:`deepshrink.train.fit`
-fine-tunes the centroids with any optimizer; pruned entries stay +0.0. :func:`unshare_` turns the
-layer back into its plain class with the shared values as an ordinary ``weight`` parameter.
+The module keeps its identity: its class is switched to a subclass (``SharedLinear``,
+``SharedLSTM``, ``SharedConv1D`` ...) that computes the shared weights by name, so
+``isinstance(layer, nn.Linear)`` holds, forward and hooks are unchanged, and any layer type of
+:mod:`deepshrink.graph.layers` works — ``Linear``, convolutions, Hugging Face ``Conv1D``,
+``Embedding``, the gate matrices of ``LSTM``/``GRU``/``RNN`` (their flat weight list is rebuilt on
+each forward) and ``MultiheadAttention``'s packed projection. A weight that several modules hold
+(tied: GPT-2's ``lm_head`` and ``wte``) is shared once: every holder gets the *same* centroid
+parameter and index buffers, and :func:`unshare_model_` gives them one plain parameter again.
+
+Autograd sums the gradients of a cluster's entries into its centroid (Han et al. 2016, eq. 3), so
+:func:`deepshrink.train.fit` or any optimizer fine-tunes the centroids; pruned entries stay +0.0.
 
 >>> import torch
 >>> from deepshrink.functional.kmeans import cluster_weight
@@ -27,45 +32,60 @@ layer back into its plain class with the shared values as an ordinary ``weight``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from deepshrink.functional.kmeans import SharedWeight, index_dtype, shared_values
-from deepshrink.prune.targets import PRUNABLE_TYPES
+from deepshrink.graph.layers import adapter_of
 
 __all__ = [
-    "SHAREABLE",
-    "SHARED_TYPES",
     "CENTROIDS",
     "INDICES",
     "MASK",
     "SharedWeightMixin",
+    "empty_codebook",
     "is_shareable",
     "is_shared",
     "share_",
+    "shared_names",
     "unshare_",
+    "unshare_model_",
 ]
 
 CENTROIDS, INDICES, MASK = "weight_centroids", "weight_indices", "weight_mask"
+_SHARED = "_deepshrink_shared"
+
+
+def _keys(name: str) -> tuple[str, str, str]:
+    return f"{name}_centroids", f"{name}_indices", f"{name}_mask"
 
 
 class SharedWeightMixin:
-    """Computes ``weight`` from the layer's centroids, indices and mask on every access."""
+    """Computes each shared weight from its centroids, indices and mask on every access."""
 
     _parameters: dict[str, nn.Parameter | None]
     _buffers: dict[str, Tensor | None]
 
-    @property
-    def weight(self) -> Tensor:
-        centroids = self._parameters[CENTROIDS]
-        indices, mask = self._buffers[INDICES], self._buffers[MASK]
-        assert centroids is not None and indices is not None and mask is not None
-        return shared_values(centroids, indices, mask)
+    def computed_parameters(self) -> tuple[str, ...]:
+        """Names of the weights computed from a codebook."""
+        return tuple(self.__dict__.get(_SHARED, ()))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.__dict__.get(_SHARED, ()):
+            centroids, indices, mask = _keys(name)
+            return shared_values(
+                self._parameters[centroids], self._buffers[indices], self._buffers[mask]
+            )  # type: ignore[arg-type]
+        return super().__getattr__(name)  # type: ignore[misc]
 
     @property
     def clusters(self) -> int:
-        """Number of shared values (``2**bits``)."""
-        centroids = self._parameters[CENTROIDS]
+        """Number of shared values of the first shared weight (``2**bits``)."""
+        names = self.computed_parameters()
+        centroids = self._parameters.get(_keys(names[0])[0]) if names else None
         return 0 if centroids is None else centroids.numel()
 
     def extra_repr(self) -> str:
@@ -73,108 +93,104 @@ class SharedWeightMixin:
         return f"{base}, clusters={self.clusters}"
 
 
-class SharedLinear(SharedWeightMixin, nn.Linear):
-    """A ``Linear`` whose weight takes shared values."""
+class SharedRecurrentMixin(SharedWeightMixin):
+    """For ``nn.RNNBase``: the flat weight list the kernels read is rebuilt on every forward."""
+
+    def _update_flat_weights(self) -> None:
+        names = self._flat_weights_names  # type: ignore[attr-defined]
+        self._flat_weights = [getattr(self, n) if hasattr(self, n) else None for n in names]
 
 
-class SharedConv1d(SharedWeightMixin, nn.Conv1d):
-    """A ``Conv1d`` whose weight takes shared values."""
-
-
-class SharedConv2d(SharedWeightMixin, nn.Conv2d):
-    """A ``Conv2d`` whose weight takes shared values."""
-
-
-class SharedConv3d(SharedWeightMixin, nn.Conv3d):
-    """A ``Conv3d`` whose weight takes shared values."""
-
-
-class SharedConvTranspose1d(SharedWeightMixin, nn.ConvTranspose1d):
-    """A ``ConvTranspose1d`` whose weight takes shared values."""
-
-
-class SharedConvTranspose2d(SharedWeightMixin, nn.ConvTranspose2d):
-    """A ``ConvTranspose2d`` whose weight takes shared values."""
-
-
-class SharedConvTranspose3d(SharedWeightMixin, nn.ConvTranspose3d):
-    """A ``ConvTranspose3d`` whose weight takes shared values."""
-
-
-#: The layer types whose weight can be shared (their subclasses too): those pruning masks.
-SHAREABLE: tuple[type[nn.Module], ...] = PRUNABLE_TYPES
-#: plain layer class → its shared subclass (subclasses of ``SHAREABLE`` are added when met)
-SHARED_TYPES: dict[type[nn.Module], type[nn.Module]] = {
-    nn.Linear: SharedLinear,
-    nn.Conv1d: SharedConv1d,
-    nn.Conv2d: SharedConv2d,
-    nn.Conv3d: SharedConv3d,
-    nn.ConvTranspose1d: SharedConvTranspose1d,
-    nn.ConvTranspose2d: SharedConvTranspose2d,
-    nn.ConvTranspose3d: SharedConvTranspose3d,
-}
-_PLAIN = {shared: plain for plain, shared in SHARED_TYPES.items()}
-
-
-def is_shared(layer: nn.Module) -> bool:
-    """Whether ``layer``'s weight is a codebook (a ``Shared*`` layer)."""
-    return isinstance(layer, SharedWeightMixin)
-
-
-def is_shareable(layer: nn.Module) -> bool:
-    """Whether :func:`share_` can share ``layer``'s weight (or already has)."""
-    return is_shared(layer) or (
-        isinstance(layer, SHAREABLE) and layer._parameters.get("weight") is not None
-    )
+#: plain layer class → its shared subclass (made on first use)
+SHARED_TYPES: dict[type[nn.Module], type[nn.Module]] = {}
+_PLAIN: dict[type[nn.Module], type[nn.Module]] = {}
 
 
 def _shared_class(plain: type[nn.Module]) -> type[nn.Module]:
-    """The shared subclass of ``plain``, made on first use for subclasses of ``SHAREABLE``."""
     if plain not in SHARED_TYPES:
-        name = f"Shared{plain.__name__}"
-        doc = f"A ``{plain.__name__}`` whose weight takes shared values."
-        SHARED_TYPES[plain] = type(name, (SharedWeightMixin, plain), {"__doc__": doc})
-        _PLAIN[SHARED_TYPES[plain]] = plain
+        mixin = SharedRecurrentMixin if issubclass(plain, nn.RNNBase) else SharedWeightMixin
+        doc = f"A ``{plain.__name__}`` whose weights take shared values."
+        shared = type(f"Shared{plain.__name__}", (mixin, plain), {"__doc__": doc})
+        shared.__module__ = __name__
+        SHARED_TYPES[plain], _PLAIN[shared] = shared, plain
     return SHARED_TYPES[plain]
+
+
+for _plain in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    globals()[f"Shared{_plain.__name__}"] = _shared_class(_plain)
+del _plain
+
+
+def is_shared(layer: nn.Module) -> bool:
+    """Whether some weight of ``layer`` is a codebook."""
+    return isinstance(layer, SharedWeightMixin) and bool(layer.computed_parameters())
+
+
+def shared_names(layer: nn.Module) -> tuple[str, ...]:
+    """The names of ``layer``'s shared weights."""
+    return layer.computed_parameters() if isinstance(layer, SharedWeightMixin) else ()
+
+
+def is_shareable(layer: nn.Module, name: str = "weight") -> bool:
+    """Whether :func:`share_` can share weight ``name`` of ``layer`` (or already has)."""
+    if name in shared_names(layer):
+        return True
+    return adapter_of(layer) is not None and layer._parameters.get(name) is not None
 
 
 def _replace_parameter(layer: nn.Module, old: str, new: str, value: nn.Parameter) -> None:
     """Put ``value`` under ``new`` where ``old`` was, keeping the parameters' order."""
-    items = [
-        (new, value) if name == old else (name, parameter)
-        for name, parameter in layer._parameters.items()
-    ]
+    items = [(new, value) if key == old else (key, p) for key, p in layer._parameters.items()]
     layer._parameters.clear()
     layer._parameters.update(items)
 
 
-def share_(layer: nn.Module, shared: SharedWeight) -> None:
-    """Make ``layer``'s weight ``shared`` (already shared layers get the new codebook)."""
-    if not is_shareable(layer):
-        raise TypeError(f"{type(layer).__name__} has no weight parameter that can be shared")
-    shared_class = _shared_class(_PLAIN.get(type(layer), type(layer)))
-    old = CENTROIDS if is_shared(layer) else "weight"
-    reference = layer._parameters[old]
-    assert reference is not None
-    shape = layer.weight.shape
-    if shared.indices.shape != shape or shared.mask.shape != shape:
+def share_(
+    layer: nn.Module,
+    shared: SharedWeight,
+    name: str = "weight",
+    *,
+    tied: Sequence[tuple[nn.Module, str]] = (),
+) -> None:
+    """Make weight ``name`` of ``layer`` (and of every ``(module, name)`` in ``tied``, which
+    hold the same parameter) take the values of ``shared``; one codebook for all of them."""
+    if not is_shareable(layer, name):
+        raise TypeError(f"{type(layer).__name__} has no weight {name!r} that can be shared")
+    reference = getattr(layer, name)
+    if shared.indices.shape != reference.shape or shared.mask.shape != reference.shape:
         raise ValueError(
             f"codebook indices of shape {tuple(shared.indices.shape)} do not fit the weight "
-            f"of shape {tuple(shape)}"
+            f"of shape {tuple(reference.shape)}"
         )
+    old = layer._parameters.get(_keys(name)[0] if name in shared_names(layer) else name)
+    assert old is not None
     centroids = nn.Parameter(
-        shared.centroids.detach().to(reference.device, reference.dtype).clone(),
-        requires_grad=reference.requires_grad,
+        shared.centroids.detach().to(old.device, old.dtype).clone(),
+        requires_grad=old.requires_grad,
     )
-    _replace_parameter(layer, old, CENTROIDS, centroids)
-    layer._buffers[INDICES] = shared.indices.to(reference.device).clone()
-    layer._buffers[MASK] = shared.mask.to(reference.device, torch.bool).clone()
-    layer.__class__ = shared_class
+    indices = shared.indices.to(old.device).clone()
+    mask = shared.mask.to(old.device, torch.bool).clone()
+    for module, key in ((layer, name), *tied):
+        _install(module, key, centroids, indices, mask)
 
 
-def empty_codebook(layer: nn.Module, clusters: int) -> SharedWeight:
-    """A placeholder codebook of ``clusters`` values for ``layer`` (a state dict fills it)."""
-    weight = layer.weight.detach()
+def _install(
+    module: nn.Module, name: str, centroids: nn.Parameter, indices: Tensor, mask: Tensor
+) -> None:
+    keys = _keys(name)
+    old = keys[0] if name in shared_names(module) else name
+    _replace_parameter(module, old, keys[0], centroids)
+    module._buffers[keys[1]] = indices
+    module._buffers[keys[2]] = mask
+    module.__class__ = _shared_class(_PLAIN.get(type(module), type(module)))
+    names = module.__dict__.setdefault(_SHARED, [])
+    if name not in names:
+        names.append(name)
+
+
+def empty_codebook(layer: nn.Module, clusters: int, name: str = "weight") -> SharedWeight:
+    """A placeholder codebook of ``clusters`` values for weight ``name`` (a state dict fills it)."""
+    weight = getattr(layer, name).detach()
     return SharedWeight(
         torch.zeros(clusters, dtype=weight.dtype),
         torch.zeros(weight.shape, dtype=index_dtype(clusters)),
@@ -182,16 +198,38 @@ def empty_codebook(layer: nn.Module, clusters: int) -> SharedWeight:
     )
 
 
-def unshare_(layer: nn.Module) -> nn.Module:
-    """Turn a shared layer back into its plain class, its weight a parameter of shared values."""
-    if not is_shared(layer):
-        return layer
-    centroids = layer._parameters[CENTROIDS]
+def _plain_weight(module: nn.Module, name: str, done: dict[int, nn.Parameter]) -> None:
+    keys = _keys(name)
+    centroids = module._parameters[keys[0]]
     assert centroids is not None
-    with torch.no_grad():
-        weight = nn.Parameter(layer.weight.clone(), requires_grad=centroids.requires_grad)
-    layer.__class__ = _PLAIN[type(layer)]
-    _replace_parameter(layer, CENTROIDS, "weight", weight)
-    del layer._buffers[INDICES]
-    del layer._buffers[MASK]
+    if id(centroids) not in done:  # tied holders get the very same new parameter
+        with torch.no_grad():
+            value = getattr(module, name).clone()
+        done[id(centroids)] = nn.Parameter(value, requires_grad=centroids.requires_grad)
+    _replace_parameter(module, keys[0], name, done[id(centroids)])
+    del module._buffers[keys[1]], module._buffers[keys[2]]
+    module.__dict__[_SHARED].remove(name)
+
+
+def unshare_(layer: nn.Module, *, _done: dict[int, nn.Parameter] | None = None) -> nn.Module:
+    """Turn a shared layer back into its plain class, shared values as ordinary parameters.
+
+    Use :func:`unshare_model_` on a model with tied weights: it keeps them one parameter.
+    """
+    done = {} if _done is None else _done
+    for name in shared_names(layer):
+        _plain_weight(layer, name, done)
+    if isinstance(layer, SharedWeightMixin):
+        layer.__class__ = _PLAIN[type(layer)]
+        layer.__dict__.pop(_SHARED, None)
+        if isinstance(layer, nn.RNNBase):
+            layer._init_flat_weights()
     return layer
+
+
+def unshare_model_(model: nn.Module) -> nn.Module:
+    """Unshare every layer of ``model``; weights shared by several modules stay one parameter."""
+    done: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        unshare_(module, _done=done)
+    return model
