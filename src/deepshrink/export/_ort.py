@@ -6,46 +6,71 @@ onnx or onnxruntime.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from deepshrink.export.onnx import OnnxExport
 
+logger = logging.getLogger(__name__)
+
 #: Float initializers with fewer values stay float32 in an fp16 export (biases of tiny layers).
 FP16_MIN_SIZE = 16
 
 
 def preprocess(source: Path, target: Path) -> None:
-    """ONNX Runtime's recommended pre-quantization pass: graph optimisation + shape inference."""
+    """ONNX Runtime's recommended pre-quantization pass: graph optimisation + shape inference.
+
+    Its symbolic shape inference fails on some graphs (``nn.MultiheadAttention``'s reshapes to a
+    computed shape); those are pre-processed with ONNX's own shape inference instead.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(source), str(target))
+    try:
+        quant_pre_process(str(source), str(target))
+    except Exception:  # ONNX Runtime's symbolic shape inference asserts on some graphs
+        logger.info("symbolic shape inference failed; pre-processing with ONNX shape inference",
+                    exc_info=logger.isEnabledFor(logging.DEBUG))  # fmt: skip
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
 
 
-def _reader(batches: list[np.ndarray], input_name: str):  # noqa: ANN202 (class made lazily)
+def graph_inputs(path: Path) -> list[tuple[str, str]]:
+    """``(name, type)`` of the graph inputs of the ONNX file, as ONNX Runtime names types."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    stored = {init.name for init in graph.initializer}
+    kinds = {1: "float", 10: "float16", 11: "double", 7: "int64", 6: "int32", 5: "int16",
+             3: "int8", 2: "uint8", 9: "bool"}  # fmt: skip
+    return [(value.name, f"tensor({kinds.get(value.type.tensor_type.elem_type, '?')})")
+            for value in graph.input if value.name not in stored]  # fmt: skip
+
+
+def _reader(batches: list[Any], inputs: list[tuple[str, str]]):  # noqa: ANN202 (made lazily)
     from onnxruntime.quantization import CalibrationDataReader
+
+    from deepshrink.export.runtime import feed
+
+    feeds = [feed(batch, inputs) for batch in batches]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._items: Iterator[np.ndarray] = iter(batches)
+            self._items: Iterator[dict[str, np.ndarray]] = iter(feeds)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self._items, None)
-            return None if batch is None else {input_name: batch}
+            return next(self._items, None)
 
         def rewind(self) -> None:
-            self._items = iter(batches)
+            self._items = iter(feeds)
 
     return Reader()
 
 
-def quantize_static(
-    source: Path, target: Path, config: OnnxExport, batches: list[np.ndarray]
-) -> None:
+def quantize_static(source: Path, target: Path, config: OnnxExport, batches: list[Any]) -> None:
     """QDQ static quantization: int8 weights (per channel), uint8 or int8 activations."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
@@ -59,7 +84,7 @@ def quantize_static(
     ort_quantize_static(
         str(source),
         str(target),
-        _reader(batches, config.input_name),
+        _reader(batches, graph_inputs(source)),
         quant_format=QuantFormat.QDQ,
         per_channel=config.per_channel,
         activation_type=activation,

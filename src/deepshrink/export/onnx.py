@@ -33,10 +33,10 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,9 +47,10 @@ from torch import Tensor, nn
 from deepshrink._config import MethodConfig
 from deepshrink._io import atomic_write_bytes
 from deepshrink.errors import ConfigError, DeepshrinkError
-from deepshrink.quantize.calibration import calibration_batches
+from deepshrink.graph.io import Select, logits_of, map_tensors, split
+from deepshrink.quantize.calibration import calibration_batches, input_batches
 
-__all__ = ["ExportError", "OnnxExport", "export"]
+__all__ = ["ExportError", "OnnxExport", "Prediction", "export", "input_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class OnnxExport(MethodConfig):
 
     int8: bool | Literal["static", "dynamic"] = False
     fp16: bool = False
-    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
+    select: str | int | None = None
     opset: int = Field(17, ge=13, le=21)
     dynamic_batch: bool = True
     input_name: str = "input"
@@ -81,6 +83,7 @@ class OnnxExport(MethodConfig):
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = True
     activations: Literal["uint8", "int8"] = "uint8"
+    weights: Literal["uint8", "int8"] = "uint8"
     preprocess: bool = True
     seed: int = 0
 
@@ -109,10 +112,17 @@ def export(
     int8: bool | Literal["static", "dynamic"] = False,
     fp16: bool = False,
     calibration: Any = None,
-    example_inputs: Tensor | Sequence[Tensor] | None = None,
+    example_inputs: Any = None,
     **options: Any,
 ) -> Path:
     """Write ``model`` as an ONNX file at ``path`` (atomically) and return the path.
+
+    ``example_inputs`` is a batch the model takes: a tensor, a tuple of positional inputs or a
+    dict of keyword inputs (a tokenizer's output); dtypes are kept, so token ids stay integer
+    inputs of the graph. The graph's inputs are named ``input`` (``input``, ``input_1``, … for a
+    tuple; the keys of a dict) with a dynamic batch axis; its one output ``output`` is the
+    model's prediction (``select``: default ``logits`` when the output has it, else its first
+    tensor; a key or an index picks another).
 
     ``calibration`` (data, see :mod:`deepshrink.quantize.calibration`) is required for static
     int8, except for a model prepared by :func:`deepshrink.quantize.prepare_qat_`, which is
@@ -141,10 +151,10 @@ def export(
     example = _example(model, example_inputs, calibration)
     with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
         float_path = Path(tmp) / "float.onnx"
-        export_float(model, example, float_path, config)
+        exporter = export_float(model, example, float_path, config)
         final = _convert(float_path, Path(tmp), config, batches, qat=qat)
         atomic_write_bytes(path, final.read_bytes())
-    logger.info("exported %s ONNX model to %s", config.precision, path)
+    logger.info("exported %s ONNX model to %s (%s exporter)", config.precision, path, exporter)
     return Path(path)
 
 
@@ -172,67 +182,152 @@ def _check_qat(model: nn.Module, config: OnnxExport) -> bool:
     return bool(layers)
 
 
-def _example(model: nn.Module, example_inputs: Any, calibration: Any) -> tuple[Tensor, ...]:
+def _example(model: nn.Module, example_inputs: Any, calibration: Any) -> Any:
+    """The example batch: a tensor, tuple or dict, on the CPU, float inputs as float32."""
     if example_inputs is None and callable(getattr(model, "example_inputs", None)):
         example_inputs = model.example_inputs()
     if example_inputs is None and calibration is not None:
-        example_inputs = torch.from_numpy(calibration_batches(calibration, samples=1)[0])
+        example_inputs = input_batches(calibration, samples=1, batch_size=1)[0]
     if example_inputs is None:
         raise ConfigError(
-            "export needs example_inputs= (a batch the model accepts, e.g. torch.rand(1, 3, 32,"
-            " 32)) for a model without example_inputs(), or calibration= data"
+            "export needs example_inputs= (a batch the model accepts: a tensor such as "
+            "torch.rand(1, 3, 32, 32), a tuple of positional inputs or a dict of keyword inputs)"
+            " for a model without example_inputs(), or calibration= data"
         )
-    inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
-    if len(inputs) != 1 or not isinstance(inputs[0], Tensor):
-        raise ConfigError("export supports models with one tensor input; got example_inputs "
-                          f"of {len(inputs)} values")  # fmt: skip
-    return (inputs[0].detach().cpu().float(),)
+    args, kwargs = split(example_inputs)
+    values = list(args) + [v for v in kwargs.values() if isinstance(v, Tensor)]
+    if not values or not all(isinstance(v, Tensor) for v in values):
+        raise ConfigError(
+            "export needs tensor inputs: example_inputs must be a tensor, a tuple of tensors or a "
+            f"dict with tensor values; got {type(example_inputs).__name__}"
+        )
+    return map_tensors(example_inputs, _cpu)
 
 
-def export_float(
-    model: nn.Module, example: tuple[Tensor, ...], path: Path, config: OnnxExport
-) -> None:
-    """The fp32 graph of ``model`` (a CPU float eval copy) at ``path``."""
-    import copy
+def _cpu(tensor: Tensor) -> Tensor:
+    tensor = tensor.detach().cpu()
+    return tensor.float() if tensor.is_floating_point() else tensor
 
+
+def input_names(example: Any, base: str = "input") -> list[str]:
+    """ONNX input names for ``example``: ``base`` for a tensor, ``base``, ``base_1``, … for a
+    tuple, the keys of a dict (its tensor values)."""
+    args, kwargs = split(example)
+    if kwargs:
+        return [key for key, value in kwargs.items() if isinstance(value, Tensor)]
+    return [base if i == 0 else f"{base}_{i}" for i in range(len(args))]
+
+
+class Prediction(nn.Module):
+    """``model`` taking its inputs positionally (keyword inputs by ``keys``) and returning only
+    the prediction tensor (:func:`deepshrink.graph.io.logits_of` with ``select``)."""
+
+    def __init__(
+        self, model: nn.Module, keys: list[str] | None, constants: dict, select: Select
+    ) -> None:
+        super().__init__()
+        self.model, self.keys, self.constants, self.select = model, keys, constants, select
+
+    def forward(self, *values: Tensor) -> Tensor:
+        if self.keys is None:
+            output = self.model(*values)
+        else:
+            output = self.model(**dict(zip(self.keys, values, strict=True)), **self.constants)
+        return logits_of(output, self.select)
+
+
+def _wrapped(model: nn.Module, example: Any, select: Select) -> tuple[Prediction, tuple]:
+    """A CPU float eval copy of ``model`` as a :class:`Prediction`, and its positional inputs.
+
+    Parameters require gradients and export runs with autograd on, so PyTorch's inference fast
+    paths (``nn.TransformerEncoderLayer``'s ``_transformer_encoder_layer_fwd``, fused
+    ``nn.MultiheadAttention``), which the exporters cannot translate, stay off.
+    """
     frozen = copy.deepcopy(model).cpu().float().eval()
-    names = {"input_names": [config.input_name], "output_names": [config.output_name]}
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if config.exporter == "dynamo":
-                _dynamo(frozen, example, path, config, names)
-            else:
-                batch = {0: "batch"}
-                axes = {config.input_name: batch, config.output_name: batch}
-                torch.onnx.export(frozen, example, str(path), dynamo=False,
-                                  opset_version=config.opset, **names,
-                                  dynamic_axes=axes if config.dynamic_batch else None)  # fmt: skip
-    except DeepshrinkError:
-        raise
-    except Exception as exc:  # torch raises many types for untraceable models
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(
-            f"could not export {type(model).__name__} to ONNX with the {config.exporter} "
-            f"exporter: {first}. Export needs a forward pass of tensor operations with a "
-            "tensor output; try exporter='dynamo' (needs onnxscript) or simplify the model"
-        ) from exc
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(True)
+    args, kwargs = split(example)
+    if not kwargs:
+        return Prediction(frozen, None, {}, select), tuple(args)
+    tensors = {k: v for k, v in kwargs.items() if isinstance(v, Tensor)}
+    constants = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
+    return Prediction(frozen, list(tensors), constants, select), tuple(tensors.values())
+
+
+def export_float(model: nn.Module, example: Any, path: Path, config: OnnxExport) -> str:
+    """Write the fp32 graph of ``model``'s prediction at ``path``; return the exporter used.
+
+    ``exporter="auto"`` tries the TorchScript exporter, then the dynamo one. A failure is one
+    line (each exporter's reason); the full traces are logged at debug level.
+    """
+    wrapped, args = _wrapped(model, example, config.select)
+    names = input_names(example, config.input_name)
+    order = ["torchscript", "dynamo"] if config.exporter == "auto" else [config.exporter]
+    reasons = []
+    for exporter in order:
+        try:
+            with warnings.catch_warnings(), torch.enable_grad():
+                warnings.simplefilter("ignore")
+                run = _dynamo if exporter == "dynamo" else _torchscript
+                run(wrapped, args, path, config, names)
+            return exporter
+        except DeepshrinkError:
+            raise
+        except Exception as exc:  # torch raises many types for untraceable models
+            logger.debug("the %s exporter failed on %s", exporter, type(model).__name__,
+                         exc_info=True)  # fmt: skip
+            reasons.append(f"{exporter} exporter: {_first_line(exc)}")
+    advice = ("try exporter='dynamo'" if order == ["torchscript"]
+              else "see the debug log for the full trace")  # fmt: skip
+    raise ExportError(
+        f"could not export {type(model).__name__} to ONNX ({'; '.join(reasons)}). Export needs "
+        f"a forward pass of tensor operations returning a tensor, tuple, dict or ModelOutput; "
+        f"{advice}, or simplify the model"
+    ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _torchscript(
+    model: nn.Module, args: tuple, path: Path, config: OnnxExport, names: list[str]
+) -> None:
+    axes = {name: {0: "batch"} for name in [*names, config.output_name]}
+    torch.onnx.export(model, args, str(path), dynamo=False, opset_version=config.opset,
+                      input_names=names, output_names=[config.output_name],
+                      dynamic_axes=axes if config.dynamic_batch else None)  # fmt: skip
 
 
 def _dynamo(
-    model: nn.Module, example: tuple[Tensor, ...], path: Path, config: OnnxExport, names: dict
+    model: nn.Module, args: tuple, path: Path, config: OnnxExport, names: list[str]
 ) -> None:
     try:
         import onnxscript  # noqa: F401
     except ImportError:
-        raise ConfigError(
-            "exporter='dynamo' needs the onnxscript package (pip install onnxscript); "
-            "or use the default exporter='torchscript'"
-        ) from None
-    shapes = ({0: torch.export.Dim("batch")},) if config.dynamic_batch else None
-    torch.onnx.export(model, example, str(path), dynamo=True, opset_version=max(config.opset, 18),
-                      dynamic_shapes=shapes, external_data=False, verbose=False,
-                      **names)  # fmt: skip
+        raise RuntimeError("needs the onnxscript package (pip install onnxscript)") from None
+    shapes = None
+    if config.dynamic_batch:  # a batch of one would be specialised to the constant 1
+        args = tuple(torch.cat([a, a]) if a.ndim and a.shape[0] == 1 else a for a in args)
+        batch = torch.export.Dim("batch")
+        shapes = tuple({0: batch} if a.ndim else None for a in args)
+    torch.onnx.export(model, args, str(path), dynamo=True, opset_version=max(config.opset, 18),
+                      input_names=names, output_names=[config.output_name],
+                      dynamic_shapes=({"values": shapes} if shapes else None),
+                      external_data=False, verbose=False)  # fmt: skip
+
+
+def _unsigned(path: Path, config: OnnxExport) -> Path:
+    """Store int8 weights as uint8 (U8U8 kernels, no int16 overflow on AVX2 CPUs), unless asked
+    for int8 weights or int8 activations (S8S8); see :mod:`deepshrink.export._qdq`."""
+    from deepshrink.export import _qdq
+
+    static_s8 = config.precision == "int8" and config.activations == "int8"
+    if config.weights == "uint8" and not static_s8:
+        _qdq.unsigned_weights(path, path)
+    return path
 
 
 def _convert(
@@ -243,9 +338,9 @@ def _convert(
     if config.precision == "fp32":
         return float_path
     out = tmp / f"{config.precision}.onnx"
-    if qat:  # the graph already holds the trained QDQ pairs: store the weights as int8
+    if qat:  # the graph already holds the trained QDQ pairs: store the weights as integers
         _qdq.fold_weight_quantizers(float_path, out)
-        return out
+        return _unsigned(out, config)
     try:
         if config.precision == "fp16":
             _ort.weights_to_fp16(float_path, out)
@@ -258,9 +353,14 @@ def _convert(
             _ort.quantize_dynamic(source, out, config)
         else:
             _ort.quantize_static(source, out, config, batches or [])
+        out = _unsigned(out, config)
     except DeepshrinkError:
         raise
     except Exception as exc:
-        raise ExportError(f"ONNX Runtime could not quantize the model ({config.precision}): "
-                          f"{exc}") from exc  # fmt: skip
+        logger.debug("ONNX Runtime's quantizer failed", exc_info=True)
+        raise ExportError(
+            f"ONNX Runtime could not quantize the model ({config.precision}): "
+            f"{type(exc).__name__}: {_first_line(exc)}; export it as fp32 or with the other int8 "
+            "mode, or see the debug log for the full trace"
+        ) from None
     return out

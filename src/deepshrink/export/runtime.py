@@ -32,9 +32,10 @@ from torch import Tensor
 
 from deepshrink.errors import ConfigError, DeepshrinkError
 from deepshrink.eval.latency import Latency
+from deepshrink.graph.io import inputs_and_labels
 from deepshrink.train.evaluation import EvalResult, batches
 
-__all__ = ["compare_latency", "evaluate_onnx", "optimized_ops", "predict", "session"]
+__all__ = ["compare_latency", "evaluate_onnx", "feed", "optimized_ops", "predict", "session"]
 
 Source = str | os.PathLike[str] | Any  # a path or an onnxruntime.InferenceSession
 
@@ -80,23 +81,76 @@ def _session(source: Source, threads: int) -> Any:
     return session(source, threads=threads) if isinstance(source, (str, os.PathLike)) else source
 
 
-def predict(source: Source, x: Tensor | np.ndarray, *, threads: int = 1) -> np.ndarray:
-    """The first output of the ONNX model for the batch ``x``, as a NumPy array."""
+#: ONNX tensor type names of graph inputs → the NumPy dtype fed to them.
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}  # fmt: skip
+
+
+def _array(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+
+
+def feed(inputs: Any, graph_inputs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """ONNX Runtime's input dict for ``inputs`` (a tensor/array, a tuple of them in the graph's
+    input order, or a dict by input name), each cast to its graph input's type.
+
+    ``graph_inputs`` are ``(name, type)`` pairs such as ``("input_ids", "tensor(int64)")``.
+    """
+    names = [name for name, _ in graph_inputs]
+    if isinstance(inputs, Mapping):
+        missing = [name for name in names if name not in inputs]
+        if missing:
+            raise ConfigError(f"the ONNX model needs inputs {names}; missing {missing} in the "
+                              f"given dict of {sorted(inputs)}")  # fmt: skip
+        values = [inputs[name] for name in names]
+    elif isinstance(inputs, (tuple, list)):
+        if len(inputs) != len(names):
+            raise ConfigError(f"the ONNX model takes {len(names)} inputs {names}; got a "
+                              f"{type(inputs).__name__} of {len(inputs)}")  # fmt: skip
+        values = list(inputs)
+    else:
+        if len(names) != 1:
+            raise ConfigError(f"the ONNX model takes {len(names)} inputs {names}; give a tuple "
+                              "or a dict of them")  # fmt: skip
+        values = [inputs]
+    types = [_NUMPY_TYPES.get(kind) for _, kind in graph_inputs]
+    arrays = [_array(value) for value in values]
+    return {name: a if t is None else a.astype(t, copy=False)
+            for name, a, t in zip(names, arrays, types, strict=True)}  # fmt: skip
+
+
+def _graph_inputs(sess: Any) -> list[tuple[str, str]]:
+    return [(value.name, value.type) for value in sess.get_inputs()]
+
+
+def predict(source: Source, x: Any, *, threads: int = 1) -> np.ndarray:
+    """The first output of the ONNX model for the batch ``x`` (a tensor or array; a tuple or
+    dict of them for a model with several inputs), as a NumPy array."""
     sess = _session(source, threads)
-    array = x.detach().cpu().float().numpy() if isinstance(x, Tensor) else np.asarray(x)
-    name = sess.get_inputs()[0].name
-    return sess.run(None, {name: array.astype(np.float32, copy=False)})[0]
+    return sess.run(None, feed(x, _graph_inputs(sess)))[0]
 
 
 def evaluate_onnx(
-    source: Source, dataset: torch.utils.data.Dataset, *, batch_size: int = 256, threads: int = 1
+    source: Source, dataset: Any, *, batch_size: int = 256, threads: int = 1
 ) -> EvalResult:
-    """Top-1/top-5 accuracy and cross-entropy of the ONNX classifier over ``dataset``."""
+    """Top-1/top-5 accuracy and cross-entropy of the ONNX classifier over ``dataset``.
+
+    ``dataset`` is a dataset of ``(x, y)`` samples or an iterable of batches (``(inputs,
+    labels)`` pairs or dicts with ``labels``); per-token logits ``(N, T, C)`` go with labels
+    ``(N, T)``, and labels equal to -100 are not scored.
+    """
     sess = _session(source, threads)
     correct1 = correct5 = count = 0
     loss_sum = 0.0
-    for x, y in batches(dataset, batch_size):
-        logits = torch.from_numpy(predict(sess, x)).float()
+    for batch in batches(dataset, batch_size):
+        inputs, labels = inputs_and_labels(batch)
+        if not isinstance(labels, Tensor):
+            raise ConfigError("evaluate_onnx needs labelled batches: (inputs, labels) pairs or "
+                              "dicts with a 'labels' tensor")  # fmt: skip
+        logits, y = _scored(torch.from_numpy(predict(sess, inputs)).float(), labels)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y.unsqueeze(1)
         correct1 += int(hits[:, 0].sum())
@@ -105,6 +159,18 @@ def evaluate_onnx(
     if count == 0:
         raise ConfigError("cannot evaluate on an empty dataset")
     return EvalResult(correct1 / count, correct5 / count, loss_sum / count, count)
+
+
+def _scored(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Logits ``(M, C)`` and labels ``(M,)``: per-token outputs flattened, -100 left out."""
+    if logits.ndim == labels.ndim + 1 and logits.shape[:-1] == labels.shape:
+        flat, y = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).long()
+        keep = y != -100
+        return flat[keep], y[keep]
+    raise ConfigError(
+        f"the ONNX model's output {tuple(logits.shape)} does not fit the labels "
+        f"{tuple(labels.shape)}: expected logits (N, C) with labels (N,) or (N, T, C) with (N, T)"
+    )
 
 
 def compare_latency(

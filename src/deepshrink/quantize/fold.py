@@ -70,6 +70,8 @@ def fold_batchnorm_(model: nn.Module) -> list[str]:
     """Fold every conv → BatchNorm pair of ``model`` in place; return the folded convs' names."""
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+    if not any(isinstance(module, _NORMS) for module in model.modules()):
+        return []  # nothing to fold: no need to trace (transformers often do not fx-trace)
     pairs = conv_batchnorm_pairs(model)
     for conv_name, norm_name in pairs:
         conv, norm = model.get_submodule(conv_name), model.get_submodule(norm_name)

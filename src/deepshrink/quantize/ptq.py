@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
 from deepshrink.functional import quant as Q
-from deepshrink.quantize.calibration import calibration_inputs
+from deepshrink.graph.io import call, map_tensors
+from deepshrink.quantize.calibration import input_batches
 from deepshrink.quantize.observers import Observer, QuantScheme
 
 __all__ = [
@@ -85,6 +86,9 @@ def calibrate_activations(
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """``(scale, zero_point)`` of each layer's input, observed on ``calibration`` data.
 
+    The batches may be tensors, tuples or dicts of keyword inputs of any dtype (token ids stay
+    integers; see :mod:`deepshrink.quantize.calibration`).
+
     >>> from torch import nn
     >>> ranges = calibrate_activations(nn.Sequential(nn.Linear(2, 2)), torch.ones(8, 2))
     >>> sorted(ranges), ranges["0"][1].item()
@@ -99,8 +103,8 @@ def calibrate_activations(
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
-        for batch in calibration_inputs(calibration, samples=samples).split(batch_size):
-            model(batch.to(device))
+        for batch in input_batches(calibration, samples=samples, batch_size=batch_size):
+            call(model, map_tensors(batch, lambda t: t.to(device)))
     finally:
         for handle in handles:
             handle.remove()
@@ -118,7 +122,7 @@ def fake_quantize_(
 ) -> nn.Module:
     """Simulate post-training quantization in place: rounded weights, fake-quantized inputs.
 
-    ``calibration`` (any data :func:`~deepshrink.quantize.calibration.calibration_inputs`
+    ``calibration`` (any data :func:`~deepshrink.quantize.calibration.input_batches`
     accepts) is needed when ``activations`` is given. Set ``weights=None`` or
     ``activations=None`` to leave that part in floating point.
     """
