@@ -30,9 +30,10 @@ Conv2d(4, 4, kernel_size=(1, 1), stride=(1, 1))
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
+from deepshrink.graph import io
+from deepshrink.graph.attention import REFUSED, AttentionSpec, find_attention
+from deepshrink.graph.slicing import channels_of, conv1d_pruner, is_conv1d
 
 __all__ = ["CHANNEL_PRESERVING", "ChannelGroup", "Coupling", "Member"]
 
@@ -51,10 +55,33 @@ CHANNEL_PRESERVING = frozenset({
     "Threshold", "Softplus", "Mish", "Mean", "MaxPool2DWithIndices", "MaxPool1DWithIndices",
     "AvgPool2D", "AvgPool1D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "Clone", "T",
     "NativeDropout", "Cat", "Split", "SplitWithSizes", "View", "Reshape", "UnsafeView", "Flatten",
-    "Squeeze", "Unsqueeze", "Cudnn", "Mkldnn", "NativeBatchNorm",
+    "Squeeze", "Unsqueeze", "Cudnn", "Mkldnn", "NativeBatchNorm", "Pow", "Sqrt", "Rsqrt", "Exp",
+    "Log", "Erf", "Abs", "Reciprocal",
 })  # fmt: skip
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_BLOCKED_MODULES = (nn.GroupNorm, nn.MultiheadAttention, nn.LSTM, nn.GRU, nn.RNN, nn.Embedding)
+_RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
+_BLOCKED_MODULES = (nn.GroupNorm, nn.MultiheadAttention, *_RECURRENT, nn.Embedding)
+
+
+def _blocked_module_reason(name: str, module: nn.Module) -> str:
+    kind = type(module).__name__
+    if isinstance(module, _RECURRENT):
+        return (
+            f"they reach {name} (nn.{kind}), whose hidden and input sizes are not pruned "
+            "(its gate rows, recurrent columns and the next layer would have to move together)"
+        )
+    if type(module) in REFUSED:
+        return f"they reach {name}: {REFUSED[type(module)]}"
+    return f"they reach {name} ({kind}), not supported"
+
+
+def refused_modules(model: nn.Module) -> dict[str, str]:
+    """Recurrent and packed-attention modules of ``model``, each with why it is not pruned."""
+    return {
+        name: _blocked_module_reason(name, module).removeprefix("they reach ")
+        for name, module in model.named_modules()
+        if isinstance(module, (*_RECURRENT, nn.MultiheadAttention))
+    }
 
 
 @dataclass(frozen=True)
@@ -70,7 +97,11 @@ class Member:
 
 @dataclass
 class ChannelGroup:
-    """Coupled channels rooted at layer ``root``; ``blocked`` says why they cannot be pruned."""
+    """Coupled channels rooted at layer ``root``; ``blocked`` says why they cannot be pruned.
+
+    ``attention`` names the attention module whose heads the channels are (then only whole
+    heads may go, see :mod:`deepshrink.graph.attention`); empty for other groups.
+    """
 
     root: str
     channels: int
@@ -79,6 +110,7 @@ class ChannelGroup:
     blocked: str = ""
     reaches_output: bool = False
     names: list[str] = field(default_factory=list)
+    attention: str = ""
 
     @property
     def prunable(self) -> bool:
@@ -100,23 +132,107 @@ def _op_name(node: Any) -> str:
     return re.sub(r"Backward\d*$", "", name)
 
 
+def _tensors(value: Any) -> list[Tensor]:
+    """Every tensor in a nested output (tuples, lists, dicts, ``ModelOutput``)."""
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def _forward(model: nn.Module, example: Any) -> list[Tensor]:
+    """Run ``model`` for tracing: every output tensor, with caches off (``use_cache=False``)."""
+    args, kwargs = io.split(example)
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        kwargs = {"use_cache": False, **kwargs}  # a key/value cache concatenates across steps
+    return _tensors(model(*args, **kwargs))
+
+
+class _Owners:
+    """The autograd nodes each watched module's forward created: its internal operations.
+
+    A Linear applied to a 3-D tensor runs ``view → addmm → view``; attention runs reshapes,
+    transposes and the attention product between its projections. Those operations belong to
+    the module and do not decide whether its channels can be pruned.
+    """
+
+    def __init__(self, modules: dict[nn.Module, tuple[str, str]]) -> None:
+        self.owner: dict[Any, tuple[str, str]] = {}
+        self._stops: dict[nn.Module, list[set[Any]]] = {}
+        self._handles = [
+            handle
+            for module in modules
+            for handle in (
+                module.register_forward_pre_hook(self._enter, with_kwargs=True),
+                module.register_forward_hook(self._leave(modules[module])),
+            )
+        ]
+
+    def _enter(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        stops = {t.grad_fn for t in _tensors([args, kwargs]) if t.grad_fn is not None}
+        self._stops.setdefault(module, []).append(stops)
+
+    def _leave(self, owner: tuple[str, str]) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            stops, seen = self._stops[module].pop(), set()
+            stack = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+            while stack:
+                fn = stack.pop()
+                if fn in stops or fn in seen or type(fn).__name__ == "AccumulateGrad":
+                    continue
+                seen.add(fn)
+                self.owner.setdefault(fn, owner)
+                stack.extend(f for f, _ in fn.next_functions if f is not None)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 class Coupling:
-    """The channel groups of ``model`` traced on ``example_inputs``, and their surgery."""
+    """The channel groups of ``model`` traced on ``example_inputs``, and their surgery.
+
+    ``example_inputs`` is a tensor, a tuple of positional inputs or a dict of keyword inputs
+    (:func:`deepshrink.graph.io.split`); token ids stay integers.
+    """
 
     def __init__(self, model: nn.Module, example_inputs: Any) -> None:
-        import torch_pruning as tp
-
         self.model = model
         self.names = {module: name for name, module in model.named_modules()}
-        inputs = tuple(example_inputs) if isinstance(example_inputs, list | tuple) else (
-            example_inputs,
-        )  # fmt: skip
+        self.attention: dict[str, AttentionSpec] = find_attention(model)
+        self.graph, self._owners = self._trace(model, example_inputs)
+        self.refused = refused_modules(model)
+        self.groups = [self._group(g) for g in self._all_groups()]
+
+    def _watched(self) -> dict[nn.Module, tuple[str, str]]:
+        watched = {
+            m: ("attention", n) for n, m in self.model.named_modules() if n in self.attention
+        }
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.Linear) or is_conv1d(module):
+                watched[module] = ("layer", name)
+        return watched
+
+    def _trace(self, model: nn.Module, example_inputs: Any) -> tuple[Any, _Owners]:
+        import torch_pruning as tp
+
+        conv1d = {type(m) for m in model.modules() if is_conv1d(m)}
+        owners = _Owners(self._watched())
         was_training = model.training
         model.eval()  # tracing must not update BatchNorm statistics
         try:
             with torch.enable_grad():
-                self.graph = tp.DependencyGraph().build_dependency(
-                    model, example_inputs=inputs, verbose=False
+                graph = tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=example_inputs,
+                    forward_fn=_forward,
+                    customized_pruners={kind: conv1d_pruner() for kind in conv1d},
+                    verbose=False,
                 )
         except Exception as exc:  # tracing failures come in many types
             raise ConfigError(
@@ -125,27 +241,32 @@ class Coupling:
             ) from None
         finally:
             model.train(was_training)
-        self._tp = tp
-        self.groups = [self._group(g) for g in self._all_groups()]
+            owners.remove()
+        self._roots = (*_CONV, nn.Linear, *conv1d)
+        return graph, owners
 
     def _all_groups(self) -> list[Any]:
-        roots = (*_CONV, nn.Linear)
-        return list(self.graph.get_all_groups(root_module_types=roots))
+        return list(self.graph.get_all_groups(root_module_types=self._roots))
 
     def _group(self, group: Any) -> ChannelGroup:
-        members, blocked, output = [], [], False
-        root_module = group[0].dep.target.module
+        members, blocked, output, inside = [], [], False, set()
+        root_module, handlers = group[0].dep.target.module, set()
         for dep, idxs in group:
             node, module = dep.target, dep.target.module
             if module not in self.names:
+                kind, owner = self._owners.owner.get(node.grad_fn, ("", ""))
+                inside.update([owner] if kind == "attention" else [])
                 op = _op_name(node)
-                if op not in CHANNEL_PRESERVING:
+                if not kind and op not in CHANNEL_PRESERVING:
                     blocked.append(f"they pass through {op} (not channel-preserving)")
                 continue
             name = self.names[module]
+            if (module, dep.handler) in handlers:
+                continue  # a depthwise convolution: its input and output channels are one
+            handlers.add((module, dep.handler))
             dim = "out" if self.graph.is_out_channel_pruning_fn(dep.handler) else "in"
             if isinstance(module, _BLOCKED_MODULES):
-                blocked.append(f"they reach {name} ({type(module).__name__}), not supported")
+                blocked.append(_blocked_module_reason(name, module))
             if dim == "out" and not node.outputs:
                 output = True
             index = torch.tensor([int(getattr(i, "idx", i)) for i in idxs], dtype=torch.long)
@@ -155,8 +276,54 @@ class Coupling:
         result = ChannelGroup(self.names[root_module], channels, members, reaches_output=output)
         result.blocks, why = _blocks(members, channels)
         blocked += [why] if why else []
+        if inside:
+            result.attention, why = self._heads_of(result, sorted(inside))
+            blocked += [why] if why else []
         result.blocked = "; ".join(dict.fromkeys(blocked))
         result.names = list(dict.fromkeys(m.name for m in members))
+        return result
+
+    def _heads_of(self, group: ChannelGroup, inside: list[str]) -> tuple[str, str]:
+        """The attention module whose heads ``group`` is, or why its heads cannot be cut."""
+        if len(inside) > 1:
+            return "", f"they cross the attention of {' and '.join(inside)}"
+        spec = self.attention[inside[0]]
+        projections = {m.name for m in group.producers()}
+        if projections != set(spec.projections) or group.root not in spec.projections:
+            return "", (
+                f"they pass through the attention of {spec.name} but are produced by "
+                f"{sorted(projections)}, not only its projections {list(spec.projections)}"
+            )
+        if group.channels != spec.sections * spec.heads * spec.head_dim:
+            return "", f"{group.channels} channels are not the {spec.heads} heads of {spec.name}"
+        return spec.name, ""
+
+    def cuts(self, root: str, kept: Sequence[int]) -> list[dict[str, Any]]:
+        """Per layer of the group rooted at ``root``, its channels left when ``kept`` stay.
+
+        Each cut is ``{"layer", "type", "dim", "size", "kept"}`` (``dim`` "out" or "in", ``size``
+        the layer's channels now); Torch-Pruning maps the group's channels to each layer's own
+        (through concatenations, splits and flatten).
+        """
+        module = self.model.get_submodule(root)
+        pruner = self.graph.get_pruner_of_module(module)
+        size = int(pruner.get_out_channels(module))
+        removed = sorted(set(range(size)) - {int(i) for i in kept})
+        if not removed:
+            return []
+        group = self.graph.get_pruning_group(module, pruner.prune_out_channels, removed)
+        result, handlers = [], set()
+        for dep, idxs in group:
+            layer = dep.target.module
+            if layer not in self.names or (layer, dep.handler) in handlers:
+                continue
+            handlers.add((layer, dep.handler))
+            dim = "out" if self.graph.is_out_channel_pruning_fn(dep.handler) else "in"
+            count = int(channels_of(layer, dim) or 0)
+            gone = {int(getattr(i, "idx", i)) for i in idxs}
+            left = [i for i in range(count) if i not in gone]
+            name, kind = self.names[layer], type(layer).__name__
+            result.append({"layer": name, "type": kind, "dim": dim, "size": count, "kept": left})
         return result
 
     def prune(self, root: str, pruned: Sequence[int]) -> None:

@@ -44,7 +44,9 @@ from torch import Tensor, nn
 
 from deepshrink._registry import Registry
 from deepshrink.errors import ConfigError
+from deepshrink.graph import io
 from deepshrink.graph.coupling import ChannelGroup, Member
+from deepshrink.graph.slicing import is_conv1d
 
 __all__ = [
     "CHANNEL_CRITERIA",
@@ -89,7 +91,10 @@ def _register(
 def _rows(member: Member, tensor: Tensor) -> Tensor:
     """``tensor``'s slices along the member's channel dim, one row per member index."""
     dim = 0 if member.dim == "out" or tensor.ndim == 1 else 1
-    if isinstance(member.module, nn.ConvTranspose2d | nn.ConvTranspose1d) and tensor.ndim > 1:
+    flipped = isinstance(member.module, nn.ConvTranspose2d | nn.ConvTranspose1d) or is_conv1d(
+        member.module
+    )  # both store their weight in×out
+    if flipped and tensor.ndim > 1:
         dim = 1 - dim
     rows = tensor.detach().float().movedim(dim, 0)[member.index]
     return rows.reshape(len(member.index), -1)
@@ -176,12 +181,14 @@ def _batches(calibration: Iterable[Any] | None, criterion: str) -> list[Any]:
     return batches
 
 
-def _split(batch: Any) -> tuple[Tensor, Tensor | None]:
-    if isinstance(batch, list | tuple) and len(batch) == 2 and isinstance(batch[0], Tensor):
-        return batch[0], batch[1]
-    if isinstance(batch, Tensor):
-        return batch, None
-    raise ConfigError(f"calibration batches must be tensors or (inputs, labels), got {batch!r}")
+def _split(batch: Any) -> tuple[Any, Tensor | None]:
+    """Inputs and labels of a batch: a tensor, an ``(inputs, labels)`` pair, or a dict whose
+    ``labels`` key holds the labels (:func:`deepshrink.graph.io.inputs_and_labels`)."""
+    if not isinstance(batch, Tensor | list | tuple | dict):
+        raise ConfigError(
+            f"calibration batches must be tensors, (inputs, labels) pairs or dicts, got {batch!r}"
+        )
+    return io.inputs_and_labels(batch)
 
 
 def _gradients(model: nn.Module, batches: list[Any]) -> dict[str, Tensor]:
@@ -191,7 +198,8 @@ def _gradients(model: nn.Module, batches: list[Any]) -> dict[str, Tensor]:
         if labels is None:
             raise ConfigError("criterion 'taylor' needs labelled calibration: (inputs, labels)")
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(inputs), labels).backward()
+        logits = io.logits_of(io.call(model, inputs))
+        F.cross_entropy(logits.flatten(0, -2), labels.flatten()).backward()
         for name, parameter in model.named_parameters():
             if parameter.grad is not None:
                 term = (parameter.detach() * parameter.grad).cpu()
@@ -206,7 +214,8 @@ def _activations(model: nn.Module, batches: list[Any]) -> dict[str, Tensor]:
 
     def hook(name: str) -> Callable[..., None]:
         def count(module: nn.Module, args: Any, output: Tensor) -> None:
-            positive = (output.detach() > 0).float().movedim(1, 0).flatten(1)
+            axis = -1 if isinstance(module, nn.Linear | nn.LayerNorm) or is_conv1d(module) else 1
+            positive = (output.detach() > 0).float().movedim(axis, 0).flatten(1)
             counts[name] = counts.get(name, 0) + positive.sum(dim=1).cpu()
             seen[name] = seen.get(name, 0) + positive.shape[1]
 
@@ -216,11 +225,12 @@ def _activations(model: nn.Module, batches: list[Any]) -> dict[str, Tensor]:
         module.register_forward_hook(hook(name))
         for name, module in model.named_modules()
         if isinstance(module, (*_NORMS, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+        or is_conv1d(module)
     ]
     try:
         with torch.no_grad():
             for batch in batches:
-                model(_split(batch)[0])
+                io.call(model, _split(batch)[0])
     finally:
         for handle in handles:
             handle.remove()

@@ -35,10 +35,12 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError, FormatError
-from deepshrink.eval._inputs import as_inputs
-from deepshrink.graph import record, register_rebuilder
+from deepshrink.graph import io, record, register_rebuilder
 from deepshrink.graph.coupling import ChannelGroup, Coupling
+from deepshrink.graph.coverage import Coverage, report_coverage
+from deepshrink.graph.slicing import channels_of, is_conv1d
 from deepshrink.prune.channel_criteria import channel_scores, collect_calibration
+from deepshrink.prune.channel_plan import PLAN_FORMAT, PLAN_VERSION, cut_, input_specs, plan_cuts
 from deepshrink.prune.config import ChannelPruning
 from deepshrink.prune.masking import MASK_SUFFIX
 from deepshrink.prune.targets import Patterns, patterns
@@ -49,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 #: Kind of the structure record written by :func:`apply_plan_`.
 CHANNEL_KIND = "prune.channels"
-PLAN_FORMAT = "deepshrink.channel-plan"
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -68,7 +69,11 @@ def _check_globs(groups: list[ChannelGroup], field: str, globs: list[str]) -> No
 
 
 def _choose(
-    groups: list[ChannelGroup], config: ChannelPruning, include: Patterns, exclude: Patterns
+    groups: list[ChannelGroup],
+    config: ChannelPruning,
+    include: Patterns,
+    exclude: Patterns,
+    heads: float,
 ) -> tuple[list[ChannelGroup], dict[str, str]]:
     """The groups to prune and, for each group left whole, why."""
     wanted, ignored = patterns(include), [*config.ignore, *patterns(exclude)]
@@ -88,6 +93,10 @@ def _choose(
             raise ConfigError(f"cannot prune the channels of {group.root!r}: {group.blocked}")
         elif group.blocked:
             skipped[group.root] = group.blocked
+        elif group.attention and not heads:
+            skipped[group.root] = (
+                f"the heads of {group.attention}: pass heads= (a ratio) to remove whole heads"
+            )
         else:
             chosen.append(group)
     return chosen, skipped
@@ -140,7 +149,16 @@ def _kept(group: ChannelGroup, scores: Tensor, count: int) -> list[int]:
     return [int(i) for i in group.expand(best.sort().values)]
 
 
-def _inputs_of(model: nn.Module, example_inputs: Any) -> tuple[Any, ...]:
+def _kept_heads(coupling: Coupling, group: ChannelGroup, scores: Tensor, share: float) -> list[int]:
+    """The heads ``group`` keeps: the best scored, by the sum of their channels' scores."""
+    spec = coupling.attention[group.attention]
+    per_head = scores.view(spec.sections, spec.heads, spec.head_dim).sum(dim=(0, 2))
+    count = _keep_count(spec.heads, spec.heads * share, 1)
+    return sorted(int(i) for i in torch.sort(-per_head, stable=True).indices[:count])
+
+
+def _inputs_of(model: nn.Module, example_inputs: Any) -> Any:
+    """The example inputs as given (tensor, tuple or keyword dict), else the model's own."""
     if example_inputs is None:
         make = getattr(model, "example_inputs", None)
         if not callable(make):
@@ -148,7 +166,8 @@ def _inputs_of(model: nn.Module, example_inputs: Any) -> tuple[Any, ...]:
                 "channel pruning traces the model: pass example_inputs= (a batch of 1 is enough)"
             )
         example_inputs = make()
-    return as_inputs(example_inputs)
+    io.split(example_inputs)  # a ConfigError for anything but a tensor, tuple or dict
+    return example_inputs
 
 
 def _check_unmasked(model: nn.Module) -> None:
@@ -168,58 +187,83 @@ def plan_channel_pruning(
     include: Patterns = None,
     exclude: Patterns = None,
     calibration: Iterable[Any] | None = None,
+    heads: float | None = None,
 ) -> dict[str, Any]:
-    """The structure plan of pruning ``model`` as ``config`` says (``model`` is not changed)."""
+    """The structure plan of pruning ``model`` as ``config`` says (``model`` is not changed).
+
+    ``config.ratio`` of the channels of every prunable group go (MLP widths, convolution
+    filters); ``heads`` (default ``config.heads`` where the config has it, else 0) is the share
+    of attention heads removed, whole heads, from each attention module channel pruning
+    recognises (:mod:`deepshrink.graph.attention`).
+    """
     _check_unmasked(model)
+    heads = _heads_share(config, heads)
     inputs = _inputs_of(model, example_inputs)
     coupling = Coupling(model, inputs)
-    chosen, skipped = _choose(coupling.groups, config, include, exclude)
+    chosen, skipped = _choose(coupling.groups, config, include, exclude, heads)
     data = collect_calibration(model, config.criterion, calibration)
     generator = torch.Generator().manual_seed(config.seed)
-    scores = {
-        g.root: _unit_scores(g, channel_scores(config.criterion, g, data, generator))
-        for g in chosen
-    }
-    counts = _counts(chosen, scores, config)
-    groups = [
-        {
-            "root": g.root,
-            "channels": g.channels,
-            "kept": _kept(g, scores[g.root], counts[g.root]),
-            "layers": g.names,
-        }
-        for g in chosen
-    ]
+    raw = {g.root: channel_scores(config.criterion, g, data, generator) for g in chosen}
+    widths = [g for g in chosen if not g.attention]
+    scores = {g.root: _unit_scores(g, raw[g.root]) for g in widths}
+    counts = _counts(widths, scores, config)
+    kept = {g.root: _kept(g, scores[g.root], counts[g.root]) for g in widths}
+    attention, kept_heads = [], {}
+    for group in (g for g in chosen if g.attention):
+        spec = coupling.attention[group.attention]
+        kept_heads[group.root] = _kept_heads(coupling, group, raw[group.root], heads)
+        kept[group.root] = spec.channels(kept_heads[group.root])
+        attention.append({"module": spec.name, "heads": len(kept_heads[group.root])})
+    for name, why in coupling.refused.items():
+        skipped.setdefault(name, why)
     for root, why in skipped.items():
         logger.info("channel pruning leaves %s whole: %s", root, why)
     plan = {
         "format": PLAN_FORMAT,
-        "version": 1,
-        "config": config.to_dict(),
-        "inputs": [list(t.shape) for t in inputs if isinstance(t, Tensor)],
-        "groups": groups,
+        "version": PLAN_VERSION,
+        "config": {**config.to_dict(), "heads": heads},
+        "inputs": input_specs(inputs),
+        "groups": [_entry(g, kept[g.root], kept_heads.get(g.root)) for g in chosen],
+        "cuts": plan_cuts(coupling, [(g.root, kept[g.root]) for g in chosen]),
+        "attention": attention,
         "skipped": skipped,
     }
     plan.update(_measure(model, plan, inputs))
     return plan
 
 
+def _heads_share(config: ChannelPruning, heads: float | None) -> float:
+    share = getattr(config, "heads", 0.0) if heads is None else heads
+    share = float(share or 0.0)
+    if not 0.0 <= share < 1.0:
+        raise ConfigError(f"heads must be in [0, 1) (the share of heads removed), got {share}")
+    return share
+
+
+def _entry(group: ChannelGroup, kept: list[int], heads: list[int] | None) -> dict[str, Any]:
+    entry = {"root": group.root, "channels": group.channels, "kept": kept, "layers": group.names}
+    if heads is not None:
+        entry.update(attention=group.attention, heads=heads)
+    return entry
+
+
 def _shapes(model: nn.Module) -> dict[str, tuple[int, int, str]]:
     shapes = {}
     for name, module in model.named_modules():
-        if isinstance(module, _LAYERS):
-            weight = module.weight
-            inputs = weight.shape[1] * getattr(module, "groups", 1)
-            shapes[name] = (int(inputs), int(weight.shape[0]), type(module).__name__)
+        if isinstance(module, _LAYERS) or is_conv1d(module):
+            fan_in, fan_out = channels_of(module, "in"), channels_of(module, "out")
+            fan_in *= getattr(module, "groups", 1)
+            shapes[name] = (int(fan_in), int(fan_out), type(module).__name__)
     return shapes
 
 
-def _measure(model: nn.Module, plan: dict[str, Any], inputs: tuple[Any, ...]) -> dict[str, Any]:
+def _measure(model: nn.Module, plan: dict[str, Any], inputs: Any) -> dict[str, Any]:
     """Per-layer channels and MACs, and totals, before and after the plan (on a copy)."""
     from deepshrink.eval import count_parameters, per_layer_macs
 
     pruned = copy.deepcopy(model)
-    _cut(pruned, plan, inputs)
+    cut_(pruned, plan)
+    _check_runs(pruned, inputs)
     before, after = _shapes(model), _shapes(pruned)
     macs_before, macs_after = per_layer_macs(model, inputs), per_layer_macs(pruned, inputs)
     layers = [
@@ -239,38 +283,12 @@ def _measure(model: nn.Module, plan: dict[str, Any], inputs: tuple[Any, ...]) ->
     return {"layers": layers, "totals": totals}
 
 
-def _cut(model: nn.Module, plan: dict[str, Any], inputs: tuple[Any, ...]) -> None:
-    """Remove the channels the plan drops; raise FormatError when the plan does not fit."""
-    coupling = Coupling(model, inputs)
-    groups = {g.root: g for g in coupling.groups}
-    for entry in plan.get("groups", []):
-        try:
-            root, kept = str(entry["root"]), [int(i) for i in entry["kept"]]
-            channels = int(entry["channels"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{CHANNEL_KIND}: malformed group entry ({exc})") from None
-        group = groups.get(root)
-        if group is None or group.channels != channels or set(group.names) != set(entry["layers"]):
-            found = "absent" if group is None else f"{group.channels} channels over {group.names}"
-            raise FormatError(
-                f"{CHANNEL_KIND}: the plan's group {root!r} ({channels} channels over "
-                f"{entry['layers']}) does not fit the model ({found}); plans apply to the "
-                "architecture they were made for"
-            )
-        if len(set(kept)) != len(kept) or not all(0 <= i < channels for i in kept) or not kept:
-            raise FormatError(
-                f"{CHANNEL_KIND}: kept channels of {root!r} must be distinct, in range"
-            )
-        coupling.prune(root, sorted(set(range(channels)) - set(kept)))
-    _check_runs(model, inputs)
-
-
-def _check_runs(model: nn.Module, inputs: tuple[Any, ...]) -> None:
+def _check_runs(model: nn.Module, inputs: Any) -> None:
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(*inputs)
+            io.call(model, inputs)
     except Exception as exc:  # surgery bugs surface as shape errors of many types
         raise ConfigError(
             f"the channel-pruned {type(model).__name__} no longer runs: {type(exc).__name__}: "
@@ -280,27 +298,40 @@ def _check_runs(model: nn.Module, inputs: tuple[Any, ...]) -> None:
         model.train(was_training)
 
 
-def _plan_inputs(plan: dict[str, Any]) -> tuple[Tensor, ...]:
-    shapes = plan.get("inputs")
-    if not isinstance(shapes, list) or not shapes:
-        raise FormatError(f"{CHANNEL_KIND}: the plan has no input shapes to trace the model with")
-    return tuple(torch.zeros([int(d) for d in shape]) for shape in shapes)
-
-
 def apply_plan_(model: nn.Module, plan: dict[str, Any], example_inputs: Any = None) -> nn.Module:
     """Cut ``model`` to ``plan`` (from :func:`plan_channel_pruning`), record it, return it.
 
-    ``example_inputs`` default to zeros of the shapes the plan was traced with.
+    The plan's cuts are replayed by slicing, without running the model; ``example_inputs``, when
+    given, are run once to check the cut model.
     """
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise FormatError(f"not a channel plan (expected format {PLAN_FORMAT!r})")
     _check_unmasked(model)
-    inputs = as_inputs(example_inputs) if example_inputs is not None else _plan_inputs(plan)
-    _cut(model, plan, inputs)
+    cut_(model, plan)
+    if example_inputs is not None:
+        _check_runs(model, example_inputs)
     record(model, CHANNEL_KIND, plan=plan)
     before, after = plan["totals"]["macs"] if "totals" in plan else (0, 0)
     logger.info("channel pruning: %d groups cut, MACs %s → %s", len(plan["groups"]), before, after)
     return model
+
+
+def _weights(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters(recurse=False) if p.ndim >= 2)
+
+
+def _coverage(model: nn.Module, plan: dict[str, Any]) -> Coverage:
+    """What the plan changes: layers that lose channels, groups left whole and why."""
+    changed = {}
+    for cut in plan["cuts"]:
+        if len(cut["kept"]) < cut["size"]:
+            changed[cut["layer"]] = _weights(model.get_submodule(cut["layer"]))
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values() if p.ndim >= 2)
+    skipped = dict(plan["skipped"])
+    for group in plan["groups"]:
+        if group["root"] not in changed and len(group["kept"]) == group["channels"]:
+            skipped.setdefault(group["root"], "the ratio rounds to no channel removed")
+    return Coverage("channel pruning", changed, skipped, total)
 
 
 def prune_channels_(
@@ -311,13 +342,22 @@ def prune_channels_(
     exclude: Patterns = None,
     example_inputs: Any = None,
     calibration: Iterable[Any] | None = None,
+    heads: float | None = None,
 ) -> nn.Module:
-    """Plan and apply channel pruning in one call (``prune_`` calls this)."""
+    """Plan and apply channel pruning in one call (``prune_`` calls this).
+
+    Raises a ConfigError listing the groups left whole, and why, when a non-zero ``ratio`` or
+    ``heads`` removes nothing; records the coverage (:func:`deepshrink.graph.coverage_of`).
+    """
     inputs = _inputs_of(model, example_inputs)
     plan = plan_channel_pruning(
-        model, config, inputs, include=include, exclude=exclude, calibration=calibration
-    )
-    return apply_plan_(model, plan, inputs)
+        model, config, inputs, include=include, exclude=exclude, calibration=calibration,
+        heads=heads,
+    )  # fmt: skip
+    coverage = _coverage(model, plan)
+    wanted = bool(config.ratio or plan["config"]["heads"])
+    report_coverage(model, coverage, require_change=wanted)
+    return apply_plan_(model, plan)
 
 
 @register_rebuilder(CHANNEL_KIND)
@@ -326,4 +366,4 @@ def _rebuild_channels(model: nn.Module, entry: dict[str, Any]) -> None:
     plan = entry.get("plan")
     if not isinstance(plan, dict):
         raise FormatError(f"{CHANNEL_KIND} entry has no plan")
-    _cut(model, plan, _plan_inputs(plan))
+    cut_(model, plan)
