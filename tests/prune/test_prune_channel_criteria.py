@@ -100,3 +100,36 @@ def test_slimming_penalty_gradient_is_lambda_sign_gamma() -> None:
     assert model[0].weight.grad is None
     with pytest.raises(ConfigError, match="BatchNorm"):
         slimming_penalty()(StepContext(nn.Linear(2, 2), None, None, None, None, 0, 0))  # type: ignore[arg-type]
+
+
+def test_scores_of_a_concatenation_consumer_land_on_its_own_channels() -> None:
+    class Concat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 3, 1), nn.Conv2d(5, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(torch.cat([self.a(x), self.b(x)], dim=1)).mean(dim=(2, 3))
+
+    model = Concat()
+    data = collect_calibration(model, "taylor", [(torch.randn(4, 3, 2, 2), torch.arange(4) % 4)])
+    for root, offset in (("a", 0), ("b", 2)):
+        group = {g.root: g for g in Coupling(model, torch.zeros(1, 3, 2, 2)).groups}[root]
+        products = data.weight_grad
+        own = products[f"{root}.weight"].flatten(1).sum(1) + products[f"{root}.bias"]
+        width = len(own)
+        read = products["c.weight"][:, offset : offset + width].sum(dim=(0, 2, 3))
+        torch.testing.assert_close(channel_scores("taylor", group, data), (own + read).pow(2))
+
+
+def conv1d_layer(nf: int, nx: int) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    return transformers.pytorch_utils.Conv1D(nf, nx)
+
+
+def test_l1_reads_conv1d_weights_stored_in_by_out() -> None:
+    model = nn.Sequential(conv1d_layer(3, 4), nn.ReLU(), conv1d_layer(2, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, -2.0, 0.5]] * 4))  # (in=4, out=3)
+    group = {g.root: g for g in Coupling(model, torch.zeros(1, 5, 4)).groups}["0"]
+    assert channel_scores("l1", group).tolist() == [4.0, 8.0, 2.0]

@@ -249,3 +249,25 @@ def test_plan_is_json_and_replays_without_inputs() -> None:
     assert torch.equal(logits(fresh, x), logits(model, x))
     with pytest.raises(FormatError, match="does not fit"):
         apply_plan_(tiny_bert(), plan)
+
+
+class Shuffle(nn.Module):
+    """A channel shuffle between two Linear layers on tokens: slicing it would be wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 8), nn.Linear(8, 6), nn.Linear(6, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.a(x).view(*x.shape[:-1], 2, 4).transpose(-1, -2).reshape(*x.shape[:-1], 8)
+        return self.c(torch.relu(self.b(y)))
+
+
+def test_a_channel_shuffle_on_tokens_is_blocked_by_name() -> None:
+    model, x = Shuffle(), torch.randn(2, 5, 8)
+    plan = plan_channel_pruning(model, ChannelPruning(ratio=0.5), x)
+    assert "Transpose" in plan["skipped"]["a"]
+    assert [g["root"] for g in plan["groups"]] == ["b"]  # Linear on 3-D tokens: b → c
+    reference = logits(masked(model, plan), x)
+    apply_plan_(model, plan, x)
+    torch.testing.assert_close(logits(model, x), reference, rtol=1e-5, atol=1e-6)

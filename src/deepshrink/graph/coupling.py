@@ -151,39 +151,48 @@ def _forward(model: nn.Module, example: Any) -> list[Tensor]:
     return _tensors(model(*args, **kwargs))
 
 
+def _autograd_clock() -> int:
+    """The sequence number the next autograd node gets (they grow by creation, per thread)."""
+    with torch.enable_grad():
+        return int((torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()) + 1
+
+
 class _Owners:
     """The autograd nodes each watched module's forward created: its internal operations.
 
     A Linear applied to a 3-D tensor runs ``view → addmm → view``; attention runs reshapes,
     transposes and the attention product between its projections. Those operations belong to
-    the module and do not decide whether its channels can be pruned.
+    the module and do not decide whether its channels can be pruned. A node belongs to the
+    module when it was created during the module's forward (by autograd sequence number) and
+    its output depends on it.
     """
 
     def __init__(self, modules: dict[nn.Module, tuple[str, str]]) -> None:
         self.owner: dict[Any, tuple[str, str]] = {}
-        self._stops: dict[nn.Module, list[set[Any]]] = {}
+        self._starts: dict[nn.Module, list[int]] = {}
         self._handles = [
             handle
             for module in modules
             for handle in (
-                module.register_forward_pre_hook(self._enter, with_kwargs=True),
+                module.register_forward_pre_hook(self._enter),
                 module.register_forward_hook(self._leave(modules[module])),
             )
         ]
 
-    def _enter(self, module: nn.Module, args: Any, kwargs: Any) -> None:
-        stops = {t.grad_fn for t in _tensors([args, kwargs]) if t.grad_fn is not None}
-        self._stops.setdefault(module, []).append(stops)
+    def _enter(self, module: nn.Module, args: Any) -> None:
+        self._starts.setdefault(module, []).append(_autograd_clock())
 
     def _leave(self, owner: tuple[str, str]) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            stops, seen = self._stops[module].pop(), set()
+            start, seen = self._starts[module].pop(), set()
             stack = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
             while stack:
                 fn = stack.pop()
-                if fn in stops or fn in seen or type(fn).__name__ == "AccumulateGrad":
+                if fn in seen or type(fn).__name__ == "AccumulateGrad":
                     continue
                 seen.add(fn)
+                if fn._sequence_nr() < start:
+                    continue  # made before the module ran: its input
                 self.owner.setdefault(fn, owner)
                 stack.extend(f for f, _ in fn.next_functions if f is not None)
 
@@ -273,6 +282,7 @@ class Coupling:
             root = torch.tensor([int(getattr(i, "root_idx", i)) for i in idxs], dtype=torch.long)
             members.append(Member(name, module, dim, index, root))
         channels = int(self.graph.get_pruner_of_module(root_module).get_out_channels(root_module))
+        members = [_rooted(m, channels) for m in members]
         result = ChannelGroup(self.names[root_module], channels, members, reaches_output=output)
         result.blocks, why = _blocks(members, channels)
         blocked += [why] if why else []
@@ -334,6 +344,16 @@ class Coupling:
         pruner = self.graph.get_pruner_of_module(module)
         group = self.graph.get_pruning_group(module, pruner.prune_out_channels, list(pruned))
         group.prune()
+
+
+def _rooted(member: Member, channels: int) -> Member:
+    """``member`` with root indices in range: Torch-Pruning offsets a concatenation's
+    consumer's root indices like its own; the consumer of all channels reads them in order."""
+    if not len(member.root) or int(member.root.max()) < channels:
+        return member
+    if len(member.index) == channels:
+        return Member(member.name, member.module, member.dim, member.index, torch.arange(channels))
+    return member  # scores skip the indices out of range (channel_criteria._scatter)
 
 
 def _blocks(members: list[Member], channels: int) -> tuple[int, str]:

@@ -101,7 +101,8 @@ def _rows(member: Member, tensor: Tensor) -> Tensor:
 
 
 def _scatter(group: ChannelGroup, member: Member, values: Tensor) -> Tensor:
-    return torch.zeros(group.channels).index_add_(0, member.root, values.cpu())
+    inside = member.root < group.channels  # a member whose root indices could not be mapped
+    return torch.zeros(group.channels).index_add_(0, member.root[inside], values.cpu()[inside])
 
 
 def _filters(group: ChannelGroup) -> list[Member]:
@@ -199,7 +200,9 @@ def _gradients(model: nn.Module, batches: list[Any]) -> dict[str, Tensor]:
             raise ConfigError("criterion 'taylor' needs labelled calibration: (inputs, labels)")
         model.zero_grad(set_to_none=True)
         logits = io.logits_of(io.call(model, inputs))
-        F.cross_entropy(logits.flatten(0, -2), labels.flatten()).backward()
+        if logits.ndim > 2 and logits.shape[:-1] == labels.shape:  # per token: (N, T, C)
+            logits, labels = logits.flatten(0, -2), labels.flatten()
+        F.cross_entropy(logits, labels).backward()
         for name, parameter in model.named_parameters():
             if parameter.grad is not None:
                 term = (parameter.detach() * parameter.grad).cpu()
