@@ -252,3 +252,27 @@ def test_unsupported_operations_block_their_groups_by_name() -> None:
     for layer, op in (("a", "Slice"), ("g", "GroupNorm")):
         with pytest.raises(ConfigError, match=op):
             plan_channel_pruning(model, ChannelPruning(ratio=0.5), x, include=layer)
+
+
+class MeanOverChannels(nn.Module):
+    """Centring over the channel axis: the graph follows it as element-wise, the check does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 1), nn.Conv2d(6, 4, 1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.a(x)
+        return self.head(torch.relu(self.b(y - y.mean(dim=1, keepdim=True))))
+
+
+def test_a_group_whose_cut_is_not_exact_is_left_whole_with_its_operations() -> None:
+    torch.manual_seed(0)
+    model, x = MeanOverChannels().eval(), torch.randn(2, 3, 3, 3)
+    plan = plan_channel_pruning(model, ChannelPruning(ratio=0.5), x)
+    assert [g["root"] for g in plan["groups"]] == ["b"]
+    assert "not exact" in plan["skipped"]["a"] and "Mean" in plan["skipped"]["a"]
+    before = model.b.in_channels
+    prune_(model, ChannelPruning(ratio=0.5), example_inputs=x)
+    assert model.b.in_channels == before and model.b.out_channels == 2

@@ -100,7 +100,8 @@ class ChannelGroup:
     """Coupled channels rooted at layer ``root``; ``blocked`` says why they cannot be pruned.
 
     ``attention`` names the attention module whose heads the channels are (then only whole
-    heads may go, see :mod:`deepshrink.graph.attention`); empty for other groups.
+    heads may go, see :mod:`deepshrink.graph.attention`); empty for other groups. ``ops`` are
+    the operations outside any layer that the channels pass through.
     """
 
     root: str
@@ -111,6 +112,7 @@ class ChannelGroup:
     reaches_output: bool = False
     names: list[str] = field(default_factory=list)
     attention: str = ""
+    ops: list[str] = field(default_factory=list)
 
     @property
     def prunable(self) -> bool:
@@ -258,7 +260,7 @@ class Coupling:
         return list(self.graph.get_all_groups(root_module_types=self._roots))
 
     def _group(self, group: Any) -> ChannelGroup:
-        members, blocked, output, inside = [], [], False, set()
+        members, blocked, output, inside, ops = [], [], False, set(), []
         root_module, handlers = group[0].dep.target.module, set()
         for dep, idxs in group:
             node, module = dep.target, dep.target.module
@@ -266,6 +268,7 @@ class Coupling:
                 kind, owner = self._owners.owner.get(node.grad_fn, ("", ""))
                 inside.update([owner] if kind == "attention" else [])
                 op = _op_name(node)
+                ops += [] if kind else [op]
                 if not kind and op not in CHANNEL_PRESERVING:
                     blocked.append(f"they pass through {op} (not channel-preserving)")
                 continue
@@ -291,6 +294,7 @@ class Coupling:
             blocked += [why] if why else []
         result.blocked = "; ".join(dict.fromkeys(blocked))
         result.names = list(dict.fromkeys(m.name for m in members))
+        result.ops = list(dict.fromkeys(ops))
         return result
 
     def _heads_of(self, group: ChannelGroup, inside: list[str]) -> tuple[str, str]:

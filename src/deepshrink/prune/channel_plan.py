@@ -28,7 +28,7 @@ from deepshrink.graph.attention import set_heads
 from deepshrink.graph.coupling import Coupling
 from deepshrink.graph.slicing import channels_of, slice_layer
 
-__all__ = ["PLAN_FORMAT", "PLAN_VERSION", "cut_", "input_specs", "plan_cuts"]
+__all__ = ["PLAN_FORMAT", "PLAN_VERSION", "cut_", "input_specs", "merge_cuts", "plan_cuts"]
 
 PLAN_FORMAT = "deepshrink.channel-plan"
 PLAN_VERSION = 2
@@ -49,14 +49,19 @@ def input_specs(example: Any) -> list[dict[str, Any]]:
 
 
 def plan_cuts(coupling: Coupling, groups: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
-    """The cuts of every ``(group root, kept channels)``, one per layer and dim.
+    """The cuts of every ``(group root, kept channels)``, one per layer and dim."""
+    return merge_cuts([coupling.cuts(root, kept) for root, kept in groups])
+
+
+def merge_cuts(per_group: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One cut per layer and dim from the cuts of several groups.
 
     A layer that reads a concatenation is cut by several groups: it keeps the channels that
     every one of them keeps.
     """
     cuts: dict[tuple[str, str], dict[str, Any]] = {}
-    for root, kept in groups:
-        for cut in coupling.cuts(root, kept):
+    for group in per_group:
+        for cut in group:
             key = (cut["layer"], cut["dim"])
             if key in cuts:
                 both = set(cuts[key]["kept"]) & set(cut["kept"])

@@ -39,8 +39,9 @@ from deepshrink.graph import io, record, register_rebuilder
 from deepshrink.graph.coupling import ChannelGroup, Coupling
 from deepshrink.graph.coverage import Coverage, report_coverage
 from deepshrink.graph.slicing import channels_of, is_conv1d
+from deepshrink.prune.channel_check import Group, failing
 from deepshrink.prune.channel_criteria import channel_scores, collect_calibration
-from deepshrink.prune.channel_plan import PLAN_FORMAT, PLAN_VERSION, cut_, input_specs, plan_cuts
+from deepshrink.prune.channel_plan import PLAN_FORMAT, PLAN_VERSION, cut_, input_specs, merge_cuts
 from deepshrink.prune.config import ChannelPruning
 from deepshrink.prune.masking import MASK_SUFFIX
 from deepshrink.prune.targets import Patterns, patterns
@@ -208,12 +209,12 @@ def plan_channel_pruning(
     scores = {g.root: _unit_scores(g, raw[g.root]) for g in widths}
     counts = _counts(widths, scores, config)
     kept = {g.root: _kept(g, scores[g.root], counts[g.root]) for g in widths}
-    attention, kept_heads = [], {}
+    kept_heads = {
+        g.root: _kept_heads(coupling, g, raw[g.root], heads) for g in chosen if g.attention
+    }
     for group in (g for g in chosen if g.attention):
-        spec = coupling.attention[group.attention]
-        kept_heads[group.root] = _kept_heads(coupling, group, raw[group.root], heads)
-        kept[group.root] = spec.channels(kept_heads[group.root])
-        attention.append({"module": spec.name, "heads": len(kept_heads[group.root])})
+        kept[group.root] = coupling.attention[group.attention].channels(kept_heads[group.root])
+    checked = _checked(model, coupling, chosen, kept, kept_heads, inputs, skipped)
     for name, why in coupling.refused.items():
         skipped.setdefault(name, why)
     for root, why in skipped.items():
@@ -223,13 +224,41 @@ def plan_channel_pruning(
         "version": PLAN_VERSION,
         "config": {**config.to_dict(), "heads": heads},
         "inputs": input_specs(inputs),
-        "groups": [_entry(g, kept[g.root], kept_heads.get(g.root)) for g in chosen],
-        "cuts": plan_cuts(coupling, [(g.root, kept[g.root]) for g in chosen]),
-        "attention": attention,
+        "groups": [
+            _entry(g, kept[g.root], kept_heads.get(g.root)) for g in chosen if g.root in checked
+        ],
+        "cuts": merge_cuts([checked[root].cuts for root in checked]),
+        "attention": [a for root in checked for a in checked[root].attention],
         "skipped": skipped,
     }
     plan.update(_measure(model, plan, inputs))
     return plan
+
+
+def _checked(
+    model: nn.Module,
+    coupling: Coupling,
+    chosen: list[ChannelGroup],
+    kept: dict[str, list[int]],
+    kept_heads: dict[str, list[int]],
+    inputs: Any,
+    skipped: dict[str, str],
+) -> dict[str, Group]:
+    """The chosen groups whose cut equals masking their dropped channels on ``inputs``;
+    the others go to ``skipped`` with the operations they pass (:mod:`.channel_check`)."""
+    groups = {}
+    for group in chosen:
+        heads = kept_heads.get(group.root)
+        attention = [] if heads is None else [{"module": group.attention, "heads": len(heads)}]
+        cuts = coupling.cuts(group.root, kept[group.root])
+        groups[group.root] = Group(group.root, group.names, cuts, attention)
+    for group in (g for g in chosen if g.root in failing(model, list(groups.values()), inputs)):
+        del groups[group.root]
+        skipped[group.root] = (
+            "cutting them is not exact on the example inputs: an operation between "
+            f"{', '.join(group.names)} ({', '.join(group.ops) or 'none seen'}) mixes channels"
+        )
+    return groups
 
 
 def _heads_share(config: ChannelPruning, heads: float | None) -> float:
