@@ -298,7 +298,17 @@ def _torchscript(
     axes = {name: {0: "batch"} for name in [*names, config.output_name]}
     torch.onnx.export(model, args, str(path), dynamo=False, opset_version=config.opset,
                       input_names=names, output_names=[config.output_name],
-                      dynamic_axes=axes if config.dynamic_batch else None)  # fmt: skip
+                      dynamic_axes=axes if config.dynamic_batch else None,
+                      do_constant_folding=not _tied(model))  # fmt: skip
+
+
+def _tied(model: nn.Module) -> bool:
+    """Whether one parameter is reached under two names (GPT-2's ``lm_head`` and ``wte``).
+
+    Constant folding would store such a weight twice (itself and its transposed copy); without
+    it the file keeps one tensor and a ``Transpose``, which ONNX Runtime folds in memory.
+    """
+    return len(list(model.named_parameters(remove_duplicate=False))) > len(list(model.parameters()))
 
 
 def _dynamo(
