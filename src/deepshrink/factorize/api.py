@@ -36,7 +36,7 @@ from deepshrink.factorize.policy import Decision, decide, skipped
 from deepshrink.factorize.svd import SVDLinear
 from deepshrink.factorize.tt import TTLinear
 from deepshrink.graph import record
-from deepshrink.graph.coverage import Coverage, report_coverage
+from deepshrink.graph.coverage import measure_coverage, report_coverage
 from deepshrink.graph.io import call, map_tensors
 from deepshrink.graph.layers import is_transposed_linear, replace_blocker, weight_slots
 
@@ -240,16 +240,13 @@ def factorize_(
     plan = plan_factorization(
         model, config, include=include, exclude=exclude, example_inputs=example_inputs
     )
-    slots = weight_slots(model)
     handled = method_for(config).layer_type.__name__
-    others = {n: f"not a {handled} layer" for n in slots if n not in {d.name for d in plan}}
-    coverage = Coverage(
-        type(config).__name__,
-        changed={d.name: d.parameters_before for d in plan if d.accepted},
-        skipped={**{d.name: d.reason for d in plan if not d.accepted}, **others},
-        total=sum(slot.numel for slot in slots.values()),
+    reasons = {n: f"not a {handled} layer" for n in weight_slots(model)}
+    reasons |= {d.name: d.reason for d in plan if not d.accepted}
+    coverage = measure_coverage(
+        type(config).__name__, model, [d.name for d in plan if d.accepted], reasons,
         narrowed=include is not None or exclude is not None,
-    )
+    )  # fmt: skip
     apply_plan_(model, plan)
     report_coverage(model, coverage)
     return model

@@ -29,7 +29,7 @@ from torch import nn
 
 from deepshrink.errors import ConfigError
 
-__all__ = ["Coverage", "coverage_of", "report_coverage"]
+__all__ = ["Coverage", "coverage_of", "measure_coverage", "report_coverage"]
 
 logger = logging.getLogger(__name__)
 _ATTRIBUTE = "_deepshrink_coverage"
@@ -99,6 +99,33 @@ def report_coverage(
     else:
         logger.info("%s", coverage.summary())
     return coverage
+
+
+def measure_coverage(
+    method: str,
+    model: nn.Module,
+    changed: list[str],
+    skipped: dict[str, str] | None = None,
+    *,
+    narrowed: bool = False,
+) -> Coverage:
+    """The coverage of ``method`` having changed the weight slots ``changed`` of ``model``.
+
+    Every other weight slot is skipped (with the reason from ``skipped``, else "not
+    selected"); weights of layer types without an adapter are skipped too, and count in the
+    total, so the share is of *all* the model's weight matrices.
+    """
+    from deepshrink.graph.layers import unknown_weights, weight_slots
+
+    slots = weight_slots(model)
+    reasons = dict(skipped or {})
+    out = {n: reasons.get(n, "not selected") for n in slots if n not in changed}
+    out |= {n: why for n, why in reasons.items() if n not in changed and n not in slots}
+    unknown = unknown_weights(model)
+    out |= {name: why for name, (_, why) in unknown.items()}
+    total = sum(s.numel for s in slots.values()) + sum(n for n, _ in unknown.values())
+    sizes = {n: slots[n].numel if n in slots else 0 for n in changed}
+    return Coverage(method, sizes, out, total, narrowed=narrowed)
 
 
 def coverage_of(model: nn.Module) -> list[Coverage]:

@@ -48,6 +48,8 @@ __all__ = [
     "replace_blocker",
     "slot_counts",
     "tied_parameters",
+    "unknown_reasons",
+    "unknown_weights",
     "weight_slots",
 ]
 
@@ -201,6 +203,44 @@ def weight_slots(model: nn.Module) -> dict[str, Slot]:
     return {slot.name: slot for slot in slots.values()}
 
 
+def unknown_weights(model: nn.Module) -> dict[str, tuple[int, str]]:
+    """Parameters of two or more dimensions that no adapter exposes: ``{name: (size, why)}``.
+
+    They are what no method can compress until their layer type gets an adapter.
+
+    >>> class Scale(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.kernel = nn.Parameter(torch.ones(3, 3))
+    >>> unknown_weights(nn.Sequential(Scale(), nn.Linear(3, 2)))
+    {'0.kernel': (9, 'no layer adapter for Scale')}
+    """
+    known = {id(getattr(s.module, s.parameter)) for s in weight_slots(model).values()}
+    known |= {id(p) for s in weight_slots(model).values() for p in _codebooks(s)}
+    found: dict[str, tuple[int, str]] = {}
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        if adapter_of(module) is not None:
+            continue
+        for name, value in module._parameters.items():
+            if value is None or value.ndim < 2 or id(value) in known | seen:
+                continue
+            seen.add(id(value))
+            qualified = f"{module_name}.{name}" if module_name else name
+            found[qualified] = (value.numel(), f"no layer adapter for {type(module).__name__}")
+    return found
+
+
+def unknown_reasons(model: nn.Module) -> dict[str, str]:
+    """``{parameter: why}`` for :func:`unknown_weights`, for error messages."""
+    return {name: why for name, (_, why) in unknown_weights(model).items()}
+
+
+def _codebooks(slot: Slot) -> list[Tensor]:
+    value = slot.module._parameters.get(f"{slot.parameter}_centroids")
+    return [] if value is None else [value]
+
+
 def tied_parameters(model: nn.Module) -> list[list[str]]:
     """Groups of state-dict names that are one tensor (``[["transformer.wte.weight",
     "lm_head.weight"]]``), from every parameter of the model, weight or not."""
@@ -217,7 +257,7 @@ def replace_blocker(model: nn.Module, slot: Slot) -> str:
     """Why ``slot``'s module cannot be swapped for another module, or ``""`` when it can."""
     adapter = adapter_of(slot.module)
     if adapter is None or not adapter.replaceable:
-        return f"a {type(slot.module).__name__} cannot be replaced by a factorized layer"
+        return f"{type(slot.module).__name__} layers cannot be replaced by a factorized layer"
     if slot.tied:
         others = ", ".join(f"{m}.{p}" if m else p for m, p in slot.aliases)
         return f"its weight is tied to {others}; replacing it would untie them and add weights"

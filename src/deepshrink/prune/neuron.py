@@ -37,6 +37,8 @@ from torch import Tensor, fx, nn
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.functional.masks import keep_mask
 from deepshrink.graph import record, register_rebuilder
+from deepshrink.graph.coverage import measure_coverage, report_coverage
+from deepshrink.graph.layers import unknown_reasons, weight_slots
 from deepshrink.prune.config import NeuronPruning
 from deepshrink.prune.criteria import score
 from deepshrink.prune.masking import MASK_SUFFIX, apply_mask_, enforce_masks_, mask_parameters_
@@ -146,6 +148,7 @@ def prune_neurons_(
 ) -> nn.Module:
     """Remove (or mask) the lowest-scoring units of the selected layers (``prune_`` calls this)."""
     successors, unavailable = linear_successors(model)
+    unavailable |= unknown_reasons(model)
     layers = select(successors, include, exclude, method="neuron pruning", unavailable=unavailable)
     ratios = layer_values(list(layers), config.ratio, config.overrides, "neuron pruning")
     enforce_masks_(model)
@@ -168,7 +171,19 @@ def prune_neurons_(
         "neuron pruning: %s",
         ", ".join(f"{n} {int(k.sum())}/{k.numel()} units" for n, k in keeps.items()),
     )
+    _report(model, list(keeps), unavailable, narrowed=include is not None or exclude is not None)
     return model
+
+
+def _report(model: nn.Module, changed: list[str], unavailable: dict[str, str], *,
+            narrowed: bool) -> None:  # fmt: skip
+    skipped = {
+        n: "neuron pruning removes units of nn.Linear chains only" for n in weight_slots(model)
+    }
+    skipped |= unavailable
+    report_coverage(model, measure_coverage(
+        "neuron pruning", model, changed, skipped, narrowed=narrowed
+    ))  # fmt: skip
 
 
 def _unit_masks(

@@ -98,6 +98,11 @@ def select(
     """
     names = list(candidates)
     blocked = unavailable or {}
+    if not names:
+        why = ", ".join(f"{n} ({w})" for n, w in list(blocked.items())[:12]) or "none"
+        raise ConfigError(
+            f"{method} found no layer it can change in this model; layers it cannot change: {why}"
+        )
     for field, globs in (("include", patterns(include)), ("exclude", patterns(exclude))):
         for pattern in globs:
             if not any(fnmatch.fnmatchcase(name, pattern) for name in names):

@@ -32,8 +32,8 @@ from deepshrink.functional.masks import (
     quality_threshold,
     threshold_mask,
 )
-from deepshrink.graph.coverage import Coverage, report_coverage
-from deepshrink.graph.layers import Slot, slot_counts, weight_slots
+from deepshrink.graph.coverage import measure_coverage, report_coverage
+from deepshrink.graph.layers import Slot, slot_counts, unknown_reasons, weight_slots
 from deepshrink.prune.config import MagnitudePruning
 from deepshrink.prune.criteria import score
 from deepshrink.prune.masking import enforce_masks_, mask_of, mask_parameters_
@@ -95,7 +95,8 @@ def prune_magnitude_(
 ) -> nn.Module:
     """Mask the weights of the selected layers as ``config`` says (``prune_`` calls this)."""
     slots = weight_slots(model)
-    layers = select(slots, include, exclude, method="magnitude pruning")
+    unknown = unknown_reasons(model)
+    layers = select(slots, include, exclude, method="magnitude pruning", unavailable=unknown)
     targets = layer_values(list(layers), config.target, config.overrides, "magnitude pruning")
     enforce_masks_(model)
     _check_plain(layers)
@@ -119,12 +120,9 @@ def prune_magnitude_(
                 config, weights[name], scores[name], targets[name], current[name]
             )
     mask_parameters_(model, {layers[name].qualified: mask for name, mask in masks.items()})
-    report_coverage(model, Coverage(
-        "magnitude pruning", changed={name: slot.numel for name, slot in layers.items()},
-        skipped={name: "not selected" for name in slots if name not in layers},
-        total=sum(slot.numel for slot in slots.values()),
-        narrowed=include is not None or exclude is not None,
-    ))  # fmt: skip
+    narrowed = include is not None or exclude is not None
+    coverage = measure_coverage("magnitude pruning", model, list(layers), narrowed=narrowed)
+    report_coverage(model, coverage)
     _log(model, config, list(layers))
     return model
 

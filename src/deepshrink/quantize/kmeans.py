@@ -30,8 +30,8 @@ from torch import nn
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.functional.kmeans import cluster_weight
 from deepshrink.graph import forget, record, register_rebuilder, structure_of
-from deepshrink.graph.coverage import Coverage, report_coverage
-from deepshrink.graph.layers import Slot, weight_slots
+from deepshrink.graph.coverage import measure_coverage, report_coverage
+from deepshrink.graph.layers import Slot, unknown_reasons, weight_slots
 from deepshrink.graph.structure import STRUCTURE_ATTRIBUTE
 from deepshrink.prune.masking import MASK_KIND, enforce_masks_, mask_of, remove_mask_
 from deepshrink.prune.targets import Patterns, layer_values, select
@@ -107,7 +107,10 @@ def quantize_kmeans_(
 ) -> nn.Module:
     """Share the weights of the selected layers as ``config`` says (``quantize_`` calls this)."""
     with _worded():
-        layers = select(shareable_layers(model), include, exclude, method=_METHOD)
+        unknown = unknown_reasons(model)
+        layers = select(
+            shareable_layers(model), include, exclude, method=_METHOD, unavailable=unknown
+        )
     bits = layer_bits(layers, config)
     enforce_masks_(model)
     generator = torch.Generator().manual_seed(config.seed)
@@ -121,28 +124,13 @@ def quantize_kmeans_(
         share_(slot.module, shared, slot.parameter, tied=_tied(model, slot))
     if bits:
         record(model, KMEANS_KIND, layers={name: 2**width for name, width in bits.items()})
-    _report(model, layers, bits, narrowed=include is not None or exclude is not None)
+    narrowed = include is not None or exclude is not None
+    report_coverage(model, measure_coverage(_METHOD, model, list(bits), narrowed=narrowed))
     logger.info(
         "k-means weight sharing (%s init): %s", config.init,
         ", ".join(f"{name} {value} bits" for name, value in bits.items()),
     )  # fmt: skip
     return model
-
-
-def _report(
-    model: nn.Module,
-    layers: dict[str, Slot],
-    bits: dict[str, int],
-    *,
-    narrowed: bool,
-) -> None:
-    everything = weight_slots(model)
-    outside = {name: "not selected" for name in everything if name not in layers}
-    report_coverage(model, Coverage(
-        _METHOD, changed={name: layers[name].numel for name in bits},
-        skipped=outside, total=sum(s.numel for s in everything.values()),
-        narrowed=narrowed,
-    ))  # fmt: skip
 
 
 def finalize_kmeans_(model: nn.Module) -> nn.Module:

@@ -45,8 +45,11 @@ from deepshrink.errors import ConfigError, FormatError
 from deepshrink.functional import quant as Q
 from deepshrink.functional.allocation import choose
 from deepshrink.graph import record, register_rebuilder, structure_of
+from deepshrink.graph.coverage import measure_coverage, report_coverage
+from deepshrink.graph.io import batch_size, call, logits_of, map_tensors
+from deepshrink.graph.layers import Slot, unknown_reasons, weight_slots
 from deepshrink.prune.masking import enforce_masks_
-from deepshrink.prune.targets import Patterns, layer_values, select, weight_layers
+from deepshrink.prune.targets import Patterns, layer_values, select
 from deepshrink.quantize.calibration import _sample, calibration_inputs
 from deepshrink.quantize.config import METHODS, QuantizeConfig
 from deepshrink.quantize.kmeans import _worded
@@ -138,22 +141,38 @@ class MixedPrecision(QuantizeConfig):
         return self.average_bits is not None or self.size_bytes is not None
 
 
-def quantized_weight(weight: Tensor, bits: int, granularity: Granularity = "channel") -> Tensor:
-    """``dequantize(quantize(weight))`` on a symmetric signed min–max grid of ``bits``.
+def quantized_weight(
+    weight: Tensor, bits: int, granularity: Granularity = "channel", axis: int = 0
+) -> Tensor:
+    """``dequantize(quantize(weight))`` on a symmetric signed min–max grid of ``bits``
+    (per output channel along ``axis`` with ``granularity="channel"``).
 
     >>> quantized_weight(torch.tensor([[0.0, -1.0, 0.3]]), 2).tolist()
     [[0.0, -1.0, 0.0]]
     """
-    scheme = QuantScheme(bits=bits, granularity=granularity, axis=0)
+    scheme = QuantScheme(bits=bits, granularity=granularity, axis=axis)
     observer = Observer(scheme)
     observer.update(weight.detach())
     scale, zero_point = observer.qparams()
     return Q.fake_quantize(weight.detach(), scale, zero_point, bits=bits, **scheme.layout)
 
 
-def _layers(model: nn.Module, include: Patterns, exclude: Patterns) -> dict[str, nn.Module]:
+def _layers(model: nn.Module, include: Patterns, exclude: Patterns) -> dict[str, Slot]:
     with _worded():
-        return select(weight_layers(model), include, exclude, method=_METHOD)
+        unknown = unknown_reasons(model)
+        layers = select(weight_slots(model), include, exclude, method=_METHOD, unavailable=unknown)
+    computed = [n for n, s in layers.items() if s.module._parameters.get(s.parameter) is None]
+    if computed:
+        raise ConfigError(
+            f"{_METHOD} cannot quantize {', '.join(computed)}: the weight is computed (k-means "
+            "shared or quantization-aware); finalize_ first or leave them out with exclude="
+        )
+    return layers
+
+
+def _quantize_slot_(slot: Slot, value: Tensor, bits: int, granularity: Granularity) -> None:
+    with torch.no_grad():
+        slot.tensor.copy_(quantized_weight(value, bits, granularity, slot.out_axis))
 
 
 def _fixed_bits(names: Sequence[str], bits: Mapping[str, int], default: int) -> dict[str, int]:
@@ -180,10 +199,11 @@ def quantize_mixed_(
     else:
         bits = _fixed_bits(list(layers), config.bits, config.default_bits)
     enforce_masks_(model)
-    with torch.no_grad():
-        for name, layer in layers.items():
-            layer.weight.copy_(quantized_weight(layer.weight, bits[name], config.granularity))
+    for name, slot in layers.items():
+        _quantize_slot_(slot, slot.tensor.detach(), bits[name], config.granularity)
     record(model, MIXED_KIND, granularity=config.granularity, layers=bits)
+    narrowed = include is not None or exclude is not None
+    report_coverage(model, measure_coverage(_METHOD, model, list(layers), narrowed=narrowed))
     logger.info("mixed precision: %s", ", ".join(f"{n} {b} bits" for n, b in bits.items()))
     return model
 
@@ -203,8 +223,9 @@ def _rebuild(model: nn.Module, entry: dict[str, Any]) -> None:
     layers = entry.get("layers")
     if not isinstance(layers, dict):
         raise FormatError(f"{MIXED_KIND}: entry has no 'layers' mapping: {entry!r}")
+    slots = weight_slots(model)
     for name, bits in layers.items():
-        if name not in weight_layers(model) or not isinstance(bits, int):
+        if name not in slots or not isinstance(bits, int):
             raise FormatError(f"{MIXED_KIND}: no weight layer {name!r} for {bits!r} bits")
 
 
@@ -235,17 +256,16 @@ def bit_sensitivity(
         measure = _metric(model, batches, metric)
         reference = measure()
         result: dict[str, dict[int, float]] = {}
-        for index, (name, layer) in enumerate(layers.items(), 1):
-            original = layer.weight.detach().clone()
+        for index, (name, slot) in enumerate(layers.items(), 1):
+            original = slot.tensor.detach().clone()
             try:
                 result[name] = {}
                 for bits in widths:
-                    with torch.no_grad():
-                        layer.weight.copy_(quantized_weight(original, bits, granularity))
+                    _quantize_slot_(slot, original, bits, granularity)
                     result[name][bits] = measure() - reference
             finally:
                 with torch.no_grad():
-                    layer.weight.copy_(original)
+                    slot.tensor.copy_(original)
             logger.info("bit sensitivity %d/%d %s: %s", index, len(layers), name, result[name])
     finally:
         model.train(was_training)
@@ -281,7 +301,7 @@ def assign_bits(
         raise ConfigError("assign_bits needs a budget: average_bits= or size_bytes=")
     layers = _layers(model, include, exclude)
     pinned = _fixed_bits(list(layers), fixed, 0) if fixed else dict.fromkeys(layers, 0)
-    counts = {name: layer.weight.numel() for name, layer in layers.items()}
+    counts = {name: slot.numel for name, slot in layers.items()}
     if average_bits is not None:
         budget, asked = average_bits * sum(counts.values()), f"average_bits={average_bits}"
     else:
@@ -329,23 +349,33 @@ def _monotone(costs: Mapping[int, float]) -> list[float]:
     return out
 
 
-def _metric(model: nn.Module, batches: list[tuple[Tensor, Tensor | None]], metric: Metric) -> Any:
-    """A function measuring ``model`` on ``batches``: mean loss, or mean squared output change."""
+def _metric(model: nn.Module, batches: list[tuple[Any, Tensor | None]], metric: Metric) -> Any:
+    """A function measuring ``model`` on ``batches``: mean loss, or mean squared output change.
+
+    Inputs may be tensors, tuples or keyword dicts; outputs anything :func:`logits_of` reads;
+    per-token logits ``(N, T, C)`` are scored per token (labels ``-100`` ignored)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+
+    def run(x: Any) -> Tensor:
+        return logits_of(call(model, map_tensors(x, lambda t: t.to(device))))
+
     with torch.no_grad():
-        float_outputs = [model(x.to(device)) for x, _ in batches] if metric == "output" else []
+        float_outputs = [run(x) for x, _ in batches] if metric == "output" else []
 
     @torch.no_grad()
     def measure() -> float:
         total, count = 0.0, 0
         for index, (x, y) in enumerate(batches):
-            out = model(x.to(device))
+            out = run(x)
             if metric == "loss":
                 assert y is not None
-                loss = nn.functional.cross_entropy(out, y.to(device), reduction="sum")
+                target = y.to(device).reshape(-1)
+                loss = nn.functional.cross_entropy(
+                    out.reshape(target.shape[0], -1), target, reduction="sum", ignore_index=-100
+                ) * (out.shape[0] / max(1, target.shape[0]))
             else:
                 loss = (out - float_outputs[index]).pow(2).mean(tuple(range(1, out.ndim))).sum()
-            total, count = total + float(loss), count + x.shape[0]
+            total, count = total + float(loss), count + batch_size(x)
         return total / count
 
     return measure
@@ -370,8 +400,9 @@ def _batches(calibration: Any, samples: int, *, needs_labels: bool) -> list[tupl
         count = 0
         for x, y, *_ in calibration:
             if count < samples:
-                pairs.append((x[: samples - count], torch.as_tensor(y)[: samples - count]))
-                count += pairs[-1][0].shape[0]
+                left = samples - count
+                pairs.append((map_tensors(x, lambda t, n=left: t[:n]), torch.as_tensor(y)[:left]))
+                count += batch_size(pairs[-1][0])
     else:
         x = calibration_inputs(calibration, samples=samples)
         pairs = [(x[i : i + 64], None) for i in range(0, x.shape[0], 64)]
