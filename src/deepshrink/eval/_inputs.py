@@ -1,18 +1,22 @@
-"""Example inputs for measuring a model: normalising, resizing the batch, deriving, inference mode.
+"""Example inputs for measuring a model: checking, resizing the batch, deriving, inference mode.
 
-Private helpers shared by the counting, latency and report modules.
+Private helpers shared by the counting, latency and report modules. An example is what the
+model takes: a tensor, a tuple of positional inputs or a dict of keyword inputs; dtypes are kept
+(token ids stay integers). :func:`as_inputs` (tensor or tuple only, for ``model(*inputs)``) is
+kept for callers that have not moved to examples.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
+from deepshrink.graph.io import batch_size, inputs_and_labels, map_tensors, split
 
 #: Positional inputs of one forward pass, ``model(*inputs)``.
 Inputs = tuple[Any, ...]
@@ -30,21 +34,33 @@ def as_inputs(example_inputs: Tensor | Sequence[Any]) -> Inputs:
     )
 
 
-def batch_size_of(inputs: Inputs) -> int:
+def as_example(example_inputs: Any) -> Any:
+    """``example_inputs`` checked: a tensor, a tuple of positional inputs (a list becomes a
+    tuple) or a dict of keyword inputs, returned as it is, every tensor with its own dtype."""
+    if isinstance(example_inputs, list):
+        example_inputs = tuple(example_inputs)
+    if not isinstance(example_inputs, (Tensor, tuple, Mapping)):
+        raise ConfigError(
+            "example_inputs must be a tensor, a tuple of positional inputs or a dict of keyword "
+            f"inputs (token ids as integers), got {type(example_inputs).__name__}"
+        )
+    split(example_inputs)  # keyword inputs need string keys
+    return example_inputs
+
+
+def batch_size_of(example: Any) -> int:
     """Size of dim 0 of the first tensor input with at least one dimension (1 if there is none)."""
-    for value in inputs:
-        if isinstance(value, Tensor) and value.ndim > 0:
-            return int(value.shape[0])
-    return 1
+    return batch_size(example)
 
 
-def with_batch_size(inputs: Inputs, size: int) -> Inputs:
-    """Every tensor input cut or tiled along dim 0 to ``size`` samples; other values unchanged."""
-    return tuple(_resize(value, size) for value in inputs)
+def with_batch_size(example: Any, size: int) -> Any:
+    """Every tensor input cut or tiled along dim 0 to ``size`` samples; structure, dtypes and
+    other values unchanged."""
+    return map_tensors(example, lambda value: _resize(value, size))
 
 
-def _resize(value: Any, size: int) -> Any:
-    if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] == size:
+def _resize(value: Tensor, size: int) -> Tensor:
+    if value.ndim == 0 or value.shape[0] == size:
         return value
     if value.shape[0] == 0:
         raise ConfigError("example_inputs has an empty batch; give at least one sample")
@@ -52,34 +68,58 @@ def _resize(value: Any, size: int) -> Any:
     return value.repeat(repeats, *([1] * (value.ndim - 1)))[:size].contiguous()
 
 
-def on_model_device(inputs: Inputs, model: nn.Module) -> Inputs:
+def on_model_device(example: Any, model: nn.Module) -> Any:
     """Tensor inputs moved to the device of the model's first parameter (if it has one)."""
     device = next((p.device for p in model.parameters()), None)
     if device is None:
-        return inputs
-    return tuple(v.to(device) if isinstance(v, Tensor) else v for v in inputs)
+        return example
+    return map_tensors(example, lambda value: value.to(device))
 
 
-def derive_inputs(
-    model: nn.Module,
-    dataset: torch.utils.data.Dataset | None,
-    example_inputs: Tensor | Sequence[Any] | None,
-) -> Inputs:
-    """Example inputs from the argument, else ``model.example_inputs()``, else ``dataset[0]``."""
+def derive_inputs(model: nn.Module, dataset: Any, example_inputs: Any) -> Any:
+    """Example inputs from the argument, else ``model.example_inputs()``, else the first sample
+    of ``dataset`` (a dataset of ``(inputs, label)`` or dict samples, or the first batch of a
+    ``DataLoader``), with their dtypes kept."""
     if example_inputs is not None:
-        return as_inputs(example_inputs)
+        return as_example(example_inputs)
     make = getattr(model, "example_inputs", None)
     if callable(make):
-        return as_inputs(make())
-    if dataset is not None and len(dataset) > 0:  # type: ignore[arg-type]
-        sample = dataset[0]
-        first = sample[0] if isinstance(sample, (tuple, list)) else sample
-        return (torch.as_tensor(first).unsqueeze(0),)
+        return as_example(make())
+    if isinstance(dataset, torch.utils.data.Dataset) and hasattr(dataset, "__getitem__"):
+        if len(dataset) > 0:  # type: ignore[arg-type]
+            return _batched(_sample_inputs(dataset[0]))
+    elif dataset is not None and hasattr(dataset, "__iter__") and iter(dataset) is not dataset:
+        first = next(iter(dataset), None)
+        if first is not None:
+            return with_batch_size(as_example(inputs_and_labels(first)[0]), 1)
     raise ConfigError(
         f"cannot derive example inputs for {type(model).__name__}: it has no example_inputs() "
-        "method and no non-empty dataset was given; pass example_inputs=(tensor,) with a "
-        "batch of one sample"
+        "method and no non-empty dataset or re-iterable DataLoader was given; pass "
+        "example_inputs= (a tensor, tuple or dict) with a batch of one sample"
     )
+
+
+def _sample_inputs(sample: Any) -> Any:
+    """The model inputs of one dataset sample: a dict without its ``labels``, the first item
+    of an ``(inputs, label)`` pair (or of a longer tuple), or the sample itself."""
+    if isinstance(sample, Mapping):
+        return inputs_and_labels(sample)[0]
+    if isinstance(sample, (tuple, list)):
+        return sample[0]
+    return sample
+
+
+def _batched(inputs: Any) -> Any:
+    """A batch of one made from one sample's inputs (numbers and lists become tensors)."""
+    if isinstance(inputs, Mapping):
+        return {key: _batched(value) for key, value in inputs.items()}
+    if isinstance(inputs, (tuple, list)) and not _is_number_list(inputs):
+        return tuple(_batched(value) for value in inputs)
+    return torch.as_tensor(inputs).unsqueeze(0)
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float, list)) for v in value)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ the parent, ops in a child to the child, and the values sum to :func:`count_macs
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import torch
@@ -22,18 +22,37 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
-from deepshrink.eval._inputs import as_inputs, inference, on_model_device
+from deepshrink.eval._inputs import as_example, inference, on_model_device
+from deepshrink.graph.io import call
 
-__all__ = ["count_macs", "count_nonzero", "count_parameters", "per_layer_macs"]
+__all__ = ["count_macs", "count_nonzero", "count_parameters", "per_layer_macs", "tensor_key"]
+
+
+def tensor_key(tensor: Tensor) -> Hashable:
+    """What makes two tensors the same stored values: storage, offset, shape and strides.
+
+    Tied parameters (GPT-2's ``lm_head.weight`` and ``wte.weight``) are one ``Parameter`` or two
+    ``Parameter`` objects over one storage; both give one key.
+    """
+    try:
+        pointer = tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (meta, subclasses)
+        pointer = 0
+    if pointer == 0:
+        return ("object", id(tensor))
+    return (str(tensor.device), pointer, tensor.storage_offset(), tuple(tensor.shape),
+            tensor.stride())  # fmt: skip
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameter elements; a parameter shared by several modules counts once.
+    """Number of parameter elements; a parameter shared by several modules, or two parameters
+    over the same storage (tied weights), count once.
 
     >>> count_parameters(nn.Linear(4, 3))
     15
     """
-    return sum(p.numel() for p in model.parameters())
+    unique = {tensor_key(p): p.numel() for p in model.parameters()}
+    return sum(unique.values())
 
 
 def count_nonzero(model: nn.Module) -> int:
@@ -54,19 +73,19 @@ def count_nonzero(model: nn.Module) -> int:
 
 
 def _effective_tensors(model: nn.Module) -> Iterator[Tensor]:
-    seen: set[int] = set()
+    seen: set[Hashable] = set()
     for module in model.modules():
         if parametrize.is_parametrized(module):
             for name, plist in module.parametrizations.items():  # type: ignore[union-attr]
-                originals = [id(p) for p in plist.parameters()]
+                originals = [tensor_key(p) for p in plist.parameters()]
                 if not seen.issuperset(originals):
                     seen.update(originals)
                     yield getattr(module, name)
         masks = {name for name, _ in module.named_buffers(recurse=False)}
         for name, parameter in module.named_parameters(recurse=False):
-            if id(parameter) in seen:
+            if tensor_key(parameter) in seen:
                 continue
-            seen.add(id(parameter))
+            seen.add(tensor_key(parameter))
             effective = _masked(module, name, masks)
             yield parameter if effective is None else effective
 
@@ -82,8 +101,10 @@ def _masked(module: nn.Module, name: str, masks: set[str]) -> Tensor | None:
     return None
 
 
-def count_macs(model: nn.Module, example_inputs: Tensor | Sequence[Any]) -> int:
+def count_macs(model: nn.Module, example_inputs: Any) -> int:
     """Multiply-accumulates of one forward pass on ``example_inputs``, *at their batch size*.
+
+    ``example_inputs`` is a tensor, a tuple of positional inputs or a dict of keyword inputs.
 
     The model runs once in eval mode without autograd; its train/eval flags are restored.
     Divide by the batch size for a per-sample figure (:func:`~deepshrink.eval.report` uses 1).
@@ -92,14 +113,14 @@ def count_macs(model: nn.Module, example_inputs: Tensor | Sequence[Any]) -> int:
     >>> count_macs(model, torch.zeros(2, 1, 2, 2))  # 2 samples x 4 x 3
     24
     """
-    inputs = on_model_device(as_inputs(example_inputs), model)
+    inputs = on_model_device(as_example(example_inputs), model)
     counter = FlopCounterMode(display=False)
     with inference(model), counter:
-        model(*inputs)
+        call(model, inputs)
     return counter.get_total_flops() // 2
 
 
-def per_layer_macs(model: nn.Module, example_inputs: Tensor | Sequence[Any]) -> dict[str, int]:
+def per_layer_macs(model: nn.Module, example_inputs: Any) -> dict[str, int]:
     """MACs of one forward pass per module name (``""`` is the root), exclusive of submodules.
 
     Only modules that ran counted ops appear, in the order they first ran; the values sum to
@@ -118,10 +139,10 @@ def per_layer_macs(model: nn.Module, example_inputs: Tensor | Sequence[Any]) -> 
     for module, name in names.items():
         handles.append(module.register_forward_pre_hook(tally.enter(name)))
         handles.append(module.register_forward_hook(tally.leave(), always_call=True))
-    inputs = on_model_device(as_inputs(example_inputs), model)
+    inputs = on_model_device(as_example(example_inputs), model)
     try:
         with inference(model), counter:
-            model(*inputs)
+            call(model, inputs)
     finally:
         for handle in handles:
             handle.remove()

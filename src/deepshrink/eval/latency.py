@@ -11,15 +11,15 @@ imported on first use so that ``import deepshrink.eval`` stays light.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.eval._inputs import as_inputs, batch_size_of, inference, on_model_device
+from deepshrink.eval._inputs import as_example, batch_size_of, inference, on_model_device
+from deepshrink.graph.io import split
 
 if TYPE_CHECKING:
     from torch.utils.benchmark import Measurement
@@ -59,13 +59,14 @@ class Latency:
 
 def measure_latency(
     model: nn.Module,
-    example_inputs: Tensor | Sequence[Any],
+    example_inputs: Any,
     *,
     threads: int | None = None,
     min_run_time: float = 0.5,
     warmup: int = 3,
 ) -> Latency:
-    """Time ``model(*example_inputs)`` at the inputs' batch size on ``threads`` CPU threads.
+    """Time ``model`` on ``example_inputs`` (a tensor, a tuple of positional inputs or a dict
+    of keyword inputs) at their batch size on ``threads`` CPU threads.
 
     ``threads`` defaults to ``torch.get_num_threads()``; the setting is restored afterwards.
 
@@ -80,7 +81,7 @@ def measure_latency(
         raise ConfigError(f"min_run_time must be positive seconds, got {min_run_time}")
     if warmup < 0:
         raise ConfigError(f"warmup must be at least 0 calls, got {warmup}")
-    inputs = on_model_device(as_inputs(example_inputs), model)
+    inputs = on_model_device(as_example(example_inputs), model)
     previous = torch.get_num_threads()
     used = previous if threads is None else threads
     torch.set_num_threads(used)
@@ -101,16 +102,15 @@ def measure_latency(
     return result
 
 
-def _time(
-    model: nn.Module, inputs: tuple[Any, ...], threads: int, seconds: float, warmup: int
-) -> Measurement:
+def _time(model: nn.Module, inputs: Any, threads: int, seconds: float, warmup: int) -> Measurement:
     from torch.utils import benchmark
 
+    args, kwargs = split(inputs)
     for _ in range(warmup):
-        model(*inputs)
+        model(*args, **kwargs)
     timer = benchmark.Timer(
-        stmt="model(*inputs)",
-        globals={"model": model, "inputs": inputs},
+        stmt="model(*args, **kwargs)",
+        globals={"model": model, "args": args, "kwargs": kwargs},
         num_threads=threads,
         label=type(model).__name__,
     )

@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from deepshrink import _io
@@ -26,6 +25,10 @@ from deepshrink.eval._inputs import derive_inputs, with_batch_size
 from deepshrink.eval.counts import count_macs, count_nonzero, count_parameters
 from deepshrink.eval.latency import measure_latency
 from deepshrink.eval.size import dense_bytes, file_bytes, gzip_bytes, saved_size
+from deepshrink.graph.io import Select
+
+#: A user loss ``loss(logits, labels) -> Tensor``.
+LossFn = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["LARGE_BATCH", "Report", "report"]
 
@@ -137,23 +140,30 @@ class Report:
 
 def report(
     model: nn.Module,
-    dataset: torch.utils.data.Dataset | None = None,
+    dataset: Any = None,
     *,
-    example_inputs: Tensor | Sequence[Any] | None = None,
+    example_inputs: Any = None,
     file: str | os.PathLike[str] | None = None,
     latency: bool = True,
     threads: int | None = None,
     name: str | None = None,
     batch_size: int = 512,
     min_run_time: float = 0.5,
+    output: Select = None,
+    loss: LossFn | None = None,
 ) -> Report:
     """Measure ``model``: accuracy on ``dataset``, counts, MACs, bytes and CPU latency.
 
-    Example inputs come from ``example_inputs``, else ``model.example_inputs()``, else the first
-    sample of ``dataset``; MACs and batch-1 latency use one sample, batch-64 latency tiles it.
+    ``dataset`` is a dataset, a ``DataLoader`` or any iterable of ``(inputs, labels)`` or dict
+    batches; ``output`` picks the logits from the model's output and ``loss`` replaces
+    cross-entropy, as in :func:`deepshrink.train.evaluate`. Example inputs (a tensor, a tuple or
+    a dict of keyword inputs, dtypes kept) come from ``example_inputs``, else
+    ``model.example_inputs()``, else the first sample of ``dataset``; MACs and batch-1 latency
+    use one sample, batch-64 latency tiles it. Tied parameters are counted once.
     Sizes are of ``file`` when given, else of the state dict saved with safetensors. The model is
     not changed (its train/eval flags are restored).
 
+    >>> import torch
     >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     >>> r = report(model, example_inputs=torch.zeros(1, 1, 2, 2), latency=False)
     >>> r.parameters, r.macs, r.dense_bytes
@@ -170,7 +180,7 @@ def report(
     if dataset is not None:
         from deepshrink.train.evaluation import evaluate
 
-        result = evaluate(model, dataset, batch_size=batch_size)
+        result = evaluate(model, dataset, batch_size=batch_size, output=output, loss=loss)
     return Report(
         name=name if name is not None else type(model).__name__,
         accuracy=None if result is None else result.top1,
@@ -188,7 +198,7 @@ def report(
 
 
 def _latencies(
-    model: nn.Module, single: tuple[Any, ...], *, threads: int | None, min_run_time: float
+    model: nn.Module, single: Any, *, threads: int | None, min_run_time: float
 ) -> dict[str, Any]:
     small = measure_latency(model, single, threads=threads, min_run_time=min_run_time)
     large_inputs = with_batch_size(single, LARGE_BATCH)

@@ -42,7 +42,7 @@ from deepshrink.prune.targets import Patterns
 from deepshrink.prune.unstructured import sparsity as measured_sparsity
 from deepshrink.train import Callback, FitConfig, LossHook, StepContext, evaluate, fit
 
-__all__ = ["IterativeStep", "PolynomialDecay", "iterative_prune"]
+__all__ = ["IterativeStep", "PolynomialDecay", "PruningStepper", "iterative_prune"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +115,16 @@ class PolynomialDecay(PruneConfig, Callback):
         )
         prune_(model, config, include=self.include, exclude=self.exclude)
 
-    def on_step_end(self, context: StepContext) -> None:
-        done = context.step + 1
-        if self.due(done) or (done > self.begin_step and not any(iter_masks(context.model))):
-            self.apply_(context.model, done)
+    def update_(self, model: nn.Module, done: int) -> None:
+        """After optimizer step number ``done`` (1-based): re-mask when due, else re-zero the
+        pruned weights (an optimizer with momentum may have moved them)."""
+        if self.due(done) or (done > self.begin_step and not any(iter_masks(model))):
+            self.apply_(model, done)
         else:
-            enforce_masks_(context.model)
+            enforce_masks_(model)
+
+    def on_step_end(self, context: StepContext) -> None:
+        self.update_(context.model, context.step + 1)
 
 
 def _apply_schedule(
@@ -140,6 +144,76 @@ def _apply_schedule(
 
 METHODS.add(PolynomialDecay.method, PolynomialDecay)
 register_method(PolynomialDecay, _apply_schedule)
+
+
+class PruningStepper:
+    """Keeps pruning going in your own training loop: call :meth:`step` after each
+    ``optimizer.step()``.
+
+    With a :class:`PolynomialDecay` ``schedule`` it applies the step-0 masks when built (as
+    ``prune_(model, schedule)`` does) and re-masks to ``schedule.sparsity(steps)`` when due, as
+    ``fit(..., callbacks=[schedule])`` would; with or without one, it re-zeroes every pruned weight
+    after the step, which an optimizer with stale momentum (Adam's moments, SGD's velocity built
+    before pruning) would otherwise move until the next forward pass. k-means centroids and
+    fake-quantization scales need nothing: they are ordinary parameters any optimizer trains.
+    ``state_dict``/``load_state_dict`` save and restore the step count with your checkpoint.
+
+    >>> from deepshrink.prune import sparsity
+    >>> model = nn.Sequential(nn.Linear(8, 8))
+    >>> schedule = PolynomialDecay(final_sparsity=0.5, begin_step=0, end_step=4, frequency=2)
+    >>> stepper = PruningStepper(model, schedule)
+    >>> for _ in range(4):
+    ...     stepper.step()  # after optimizer.step()
+    >>> stepper.steps, round(sparsity(model), 2)
+    (4, 0.5)
+    """
+
+    def __init__(
+        self, model: nn.Module, schedule: PolynomialDecay | None = None, *, steps: int = 0
+    ) -> None:
+        if schedule is not None and not isinstance(schedule, PolynomialDecay):
+            raise ConfigError(
+                f"PruningStepper steps a PolynomialDecay schedule, got {type(schedule).__name__}; "
+                "apply one-shot methods with prune_(model, config) and step without a schedule"
+            )
+        if steps < 0:
+            raise ConfigError(f"steps (optimizer steps already done) must be ≥ 0, got {steps}")
+        self.model, self.schedule, self.steps = model, schedule, steps
+        if schedule is not None and steps == 0 and schedule.due(0):
+            schedule.apply_(model, 0)
+
+    @property
+    def sparsity(self) -> float | None:
+        """The schedule's target sparsity now (``None`` without a schedule)."""
+        return None if self.schedule is None else self.schedule.sparsity(self.steps)
+
+    def step(self) -> None:
+        """Count one optimizer step; re-mask when the schedule is due, re-zero pruned weights."""
+        self.steps += 1
+        if self.schedule is not None:
+            self.schedule.update_(self.model, self.steps)
+        else:
+            enforce_masks_(self.model)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = int(state["steps"])
+
+    def hf_callback(self) -> Any:
+        """A Hugging Face ``TrainerCallback`` that steps this stepper after each optimizer step
+        (``transformers`` is imported here, not when deepshrink is)."""
+        from transformers import TrainerCallback
+
+        stepper = self
+
+        class _PruningCallback(TrainerCallback):  # type: ignore[misc]
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                while stepper.steps < state.global_step:  # one call per optimizer step
+                    stepper.step()
+
+        return _PruningCallback()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,11 @@
-"""The training loop: :func:`fit` with schedules, hooks, checkpoints and bit-exact resume."""
+"""The training loop: :func:`fit` with schedules, hooks, checkpoints and bit-exact resume.
+
+``fit`` trains on a deepshrink ``Data`` (``.train`` plus ``.val``/``.test``), a map-style dataset
+(shuffled and batched here, with ``batch_size``), or a ``DataLoader``/iterable of batches used as
+it is (batches as :mod:`deepshrink.train.batches` describes: ``(inputs, labels)`` pairs or
+dicts with ``labels``). Bit-exact ``resume`` needs a map-style dataset, which ``fit`` shuffles
+itself; a loader shuffles on its own, so resuming from one is refused.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepshrink.data.dataset import ArrayDataset
 from deepshrink.errors import ConfigError
+from deepshrink.graph.io import Select, call, logits_of
+from deepshrink.train.batches import (
+    batches_per_epoch,
+    is_map_dataset,
+    split_batch,
+    to_device,
+    train_batches,
+    training_splits,
+)
 from deepshrink.train.checkpoint import load_checkpoint, read_sidecar, save_checkpoint
 from deepshrink.train.config import FitConfig, build_config, lr_factor
-from deepshrink.train.evaluation import evaluate
+from deepshrink.train.evaluation import EvalResult, LossFn, Tally, evaluate, model_loss
 from deepshrink.train.state import load_training_tensors, save_training_tensors
 
 logger = logging.getLogger(__name__)
@@ -28,10 +42,11 @@ LAST = "last.safetensors"
 
 @dataclass
 class StepContext:
-    """What a loss hook or callback sees at one optimizer step."""
+    """What a loss hook or callback sees at one optimizer step (``inputs`` as the batch held
+    them: a tensor, a tuple or a dict of keyword inputs)."""
 
     model: nn.Module
-    inputs: Tensor
+    inputs: Any
     targets: Tensor
     logits: Tensor
     loss: Tensor
@@ -59,7 +74,7 @@ class EpochRecord:
     epoch: int
     lr: float
     train_loss: float
-    train_accuracy: float
+    train_accuracy: float | None
     eval_accuracy: float | None
     eval_loss: float | None
     eval_split: str | None
@@ -83,14 +98,6 @@ class History:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
         return cls([EpochRecord(**r) for r in data["records"]], data.get("stopped_early", False))
-
-
-def _splits(data: Any) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset | None, str]:
-    if isinstance(data, torch.utils.data.Dataset):
-        return data, None, ""
-    if getattr(data, "val", None) is not None:
-        return data.train, data.val, "val"
-    return data.train, getattr(data, "test", None), "test"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,53 +138,38 @@ def make_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimizer
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _train_batches(
-    dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[Tensor, Tensor]]:
-    drop_last = len(dataset) > batch_size  # never a 1-sample batch for BatchNorm
-    if isinstance(dataset, ArrayDataset):
-        yield from dataset.iter_batches(
-            batch_size, shuffle=True, generator=generator, drop_last=drop_last
-        )
-        return
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=drop_last
-    )
-    yield from loader
-
-
-def steps_per_epoch(dataset_size: int, batch_size: int) -> int:
-    if dataset_size > batch_size:
-        return dataset_size // batch_size
-    return 1 if dataset_size else 0
-
-
 class _Trainer:
     """State of one :func:`fit` run: model, optimizer, RNG and step counter."""
 
     def __init__(self, model: nn.Module, config: FitConfig, data: Any, device: torch.device):
         self.model, self.config, self.device = model, config, device
-        self.train_set, self.eval_set, self.eval_split = _splits(data)
+        self.train_set, self.eval_set, self.eval_split = data
         self.hooks: Sequence[LossHook] = ()
         self.callbacks: Sequence[Callback] = ()
         self.directory: Path | None = None
+        self.output: Select = None
+        self.loss: LossFn | None = None
         self.optimizer = make_optimizer(model, config)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.steps = steps_per_epoch(len(self.train_set), config.batch_size)
-        self.total_steps = self.steps * config.epochs
+        self.steps = batches_per_epoch(self.train_set, config)
+        self.total_steps = (self.steps or 0) * config.epochs
         self.step = 0
 
     def set_lr(self) -> float:
-        lr = self.config.lr * lr_factor(self.config, self.step, self.total_steps, self.steps)
+        factor = lr_factor(self.config, self.step, self.total_steps, self.steps or 0)
+        lr = self.config.lr * factor
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
 
-    def train_step(self, x: Tensor, y: Tensor, epoch: int) -> StepContext:
+    def train_step(self, batch: Any, epoch: int) -> tuple[StepContext, int]:
+        """One optimizer step on ``batch``; the context and the number of labels averaged."""
         self.set_lr()
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        x, y = split_batch(batch)
+        x, y = to_device(x, self.device), y.to(self.device, non_blocking=True)
+        logits = logits_of(call(self.model, x), self.output)
+        smoothing = self.config.label_smoothing
+        loss, weight = model_loss(logits, y, self.loss, smoothing)
         context = StepContext(self.model, x, y, logits, loss, epoch, self.step)
         total = loss + sum(
             (hook(context) for hook in self.hooks), torch.zeros((), device=self.device)
@@ -188,7 +180,7 @@ class _Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return context
+        return context, weight
 
 
 def _progress(enabled: bool) -> Any:
@@ -214,29 +206,32 @@ def _progress(enabled: bool) -> Any:
     )
 
 
-def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float]:
+def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float | None]:
     task = None
     if bar is not None:
         task = bar.add_task(
             f"epoch {epoch}/{trainer.config.epochs}", total=trainer.steps, status=""
         )
-    loss_sum, correct, seen = 0.0, 0, 0
+    tally = Tally()
     trainer.model.train()
-    for x, y in _train_batches(trainer.train_set, trainer.config.batch_size, trainer.generator):
-        context = trainer.train_step(x, y, epoch)
+    for batch in train_batches(trainer.train_set, trainer.config.batch_size, trainer.generator):
+        context, weight = trainer.train_step(batch, epoch)
         for callback in trainer.callbacks:
             callback.on_step_end(context)
-        n = int(context.targets.numel())
-        loss_sum += float(context.loss.detach()) * n
-        correct += int((context.logits.detach().argmax(1) == context.targets).sum())
-        seen += n
+        tally.add(context.logits, context.targets, context.loss, weight)
         if task is not None:
-            bar.update(
-                task, advance=1, status=f"loss {loss_sum / seen:.4f} acc {correct / seen:.2%}"
-            )
+            accuracy = "" if tally.top1 is None else f" acc {tally.top1:.2%}"
+            status = f"loss {tally.loss_sum / max(tally.weight, 1):.4f}{accuracy}"
+            bar.update(task, advance=1, status=status)
     if task is not None:
         bar.remove_task(task)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    if tally.weight == 0:
+        raise ConfigError(
+            f"the training data gave no batch (or no non-ignored label) in epoch {epoch}; a "
+            "generator can be iterated only once: pass a DataLoader or a list of batches"
+        )
+    result = tally.result()
+    return result.loss, result.top1
 
 
 def _save_state(
@@ -293,14 +288,21 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    eval_data: Any = None,
+    output: Select = None,
+    loss: LossFn | None = None,
     **overrides: Any,
 ) -> History:
-    """Train ``model`` in place on ``data`` (a :class:`deepshrink.data.Data` or a Dataset).
+    """Train ``model`` in place on ``data``: a :class:`deepshrink.data.Data`, a dataset, or a
+    ``DataLoader``/iterable of ``(inputs, labels)`` or dict batches (used with its own batching).
 
     Settings come from ``config`` and keyword ``overrides`` (see :class:`FitConfig`). After each
-    epoch the model is evaluated on ``data.val`` (or ``data.test`` when there is no val split).
+    epoch the model is evaluated on ``eval_data``, else ``data.val`` (or ``data.test`` when there
+    is no val split). ``output`` selects the logits in the model's output (default: ``logits``
+    when present, else the first tensor); ``loss(logits, labels)`` replaces cross-entropy, which
+    handles per-token logits ``(N, T, C)`` with labels ``(N, T)`` and ignores label -100.
     With ``checkpoint_dir`` the full training state is saved every epoch, and ``resume=True``
-    continues an interrupted run from there, bit for bit.
+    continues an interrupted run from there, bit for bit (map-style datasets only).
 
     >>> from deepshrink.data.dataset import ArrayDataset
     >>> data = ArrayDataset(torch.rand(64, 1, 2, 2), torch.randint(0, 2, (64,)))
@@ -311,12 +313,22 @@ def fit(
     config = build_config(config, overrides)
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs checkpoint_dir, where the interrupted run saved it")
+    splits = training_splits(data, eval_data)
+    if resume and not is_map_dataset(splits[0]):
+        raise ConfigError(
+            f"resume=True needs a map-style dataset, which fit shuffles itself so that a run "
+            f"continues bit for bit; got {type(splits[0]).__name__}, which batches and shuffles "
+            "on its own: pass its dataset, or train again without resume"
+        )
     device = resolve_device(config.device)
     model.to(device)
     with num_threads(config.threads):
-        trainer = _Trainer(model, config, data, device)
-        if config.patience is not None and trainer.eval_split != "val":
-            raise ConfigError("patience (early stopping) needs a validation split: set val_size")
+        trainer = _Trainer(model, config, splits, device)
+        if config.patience is not None and trainer.eval_split not in ("val", "eval"):
+            raise ConfigError(
+                "patience (early stopping) needs a validation split: set val_size or eval_data"
+            )
+        trainer.output, trainer.loss = output, loss
         trainer.hooks, trainer.callbacks = tuple(loss_hooks), tuple(callbacks)
         trainer.directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
         history, best, start = History(), None, 0
@@ -338,7 +350,11 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         began = time.perf_counter()
         lr = trainer.set_lr()
         loss, accuracy = _run_epoch(trainer, epoch, bar)
-        result = evaluate(trainer.model, trainer.eval_set) if trainer.eval_set is not None else None
+        result = None
+        if trainer.eval_set is not None:
+            result = evaluate(
+                trainer.model, trainer.eval_set, output=trainer.output, loss=trainer.loss
+            )
         record = EpochRecord(
             epoch, lr, loss, accuracy,
             result.top1 if result else None, result.loss if result else None,
@@ -346,8 +362,9 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         )  # fmt: skip
         history.records.append(record)
         logger.info(_describe(record, config.epochs))
-        improved = result is not None and (best is None or result.top1 > best)
-        best = result.top1 if improved and result else best
+        score = None if result is None else _score(result)
+        improved = score is not None and (best is None or score > best)
+        best = score if improved else best
         stale = 0 if improved else stale + 1
         if trainer.directory is not None:
             _save_state(trainer.directory, trainer, epoch, history, best)
@@ -357,11 +374,17 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
             break
 
 
+def _score(result: EvalResult) -> float:
+    """Higher is better: held-out accuracy, or minus the loss when there is no accuracy."""
+    return result.top1 if result.top1 is not None else -result.loss
+
+
 def _describe(record: EpochRecord, epochs: int) -> str:
-    text = (
-        f"epoch {record.epoch}/{epochs}: lr {record.lr:.4g} train loss {record.train_loss:.4f} "
-        f"acc {record.train_accuracy:.2%}"
-    )
+    text = f"epoch {record.epoch}/{epochs}: lr {record.lr:.4g} train loss {record.train_loss:.4f}"
+    if record.train_accuracy is not None:
+        text += f" acc {record.train_accuracy:.2%}"
+    if record.eval_loss is not None:
+        text += f", {record.eval_split} loss {record.eval_loss:.4f}"
     if record.eval_accuracy is not None:
-        text += f", {record.eval_split} loss {record.eval_loss:.4f} acc {record.eval_accuracy:.2%}"
+        text += f" acc {record.eval_accuracy:.2%}"
     return text + f" ({record.seconds:.1f}s)"
