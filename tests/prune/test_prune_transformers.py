@@ -158,7 +158,7 @@ def test_encoder_layer_equals_a_narrower_layer_built_by_hand() -> None:
     plan = plan_channel_pruning(layer, ChannelPruning(ratio=0.5), x)
     kept = next(g["kept"] for g in plan["groups"] if g["root"] == "linear1")
     assert len(kept) == 32
-    assert "nn.MultiheadAttention packs" in " ".join(plan["skipped"].values())
+    assert "nn.MultiheadAttention: it packs" in " ".join(plan["skipped"].values())
     expected = nn.TransformerEncoderLayer(32, 4, dim_feedforward=32, batch_first=True).eval()
     state = layer.state_dict()
     state["linear1.weight"] = state["linear1.weight"][kept]
@@ -211,7 +211,7 @@ class Tagger(nn.Module):
 
 def test_lstm_tagger_is_refused_naming_the_lstm() -> None:
     model, ids = Tagger().eval(), torch.randint(0, 50, (2, 9))
-    with pytest.raises(ConfigError, match=r"changed nothing: .*lstm \(nn.LSTM\), whose hidden"):
+    with pytest.raises(ConfigError, match=r"changed nothing: .*lstm \(nn.LSTM: its hidden"):
         prune_(model, ChannelPruning(ratio=0.5), example_inputs=ids)
     assert model.lstm.hidden_size == 24
 

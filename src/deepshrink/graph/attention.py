@@ -43,7 +43,7 @@ __all__ = ["REFUSED", "AttentionSpec", "find_attention", "set_heads"]
 #: Why modules of these types block the channel groups that reach them.
 REFUSED = {
     nn.MultiheadAttention: (
-        "nn.MultiheadAttention packs q/k/v in in_proj_weight and ties its head size to "
+        "nn.MultiheadAttention: it packs q/k/v in in_proj_weight and ties its head size to "
         "embed_dim // num_heads, so neither its heads nor its width can be removed alone; "
         "its feed-forward layers are still pruned"
     ),

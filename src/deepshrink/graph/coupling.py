@@ -63,22 +63,25 @@ _RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
 _BLOCKED_MODULES = (nn.GroupNorm, nn.MultiheadAttention, *_RECURRENT, nn.Embedding)
 
 
-def _blocked_module_reason(name: str, module: nn.Module) -> str:
+def _module_reason(module: nn.Module) -> str:
+    """Why channel pruning does not change ``module`` (a type it refuses)."""
     kind = type(module).__name__
     if isinstance(module, _RECURRENT):
         return (
-            f"they reach {name} (nn.{kind}), whose hidden and input sizes are not pruned "
-            "(its gate rows, recurrent columns and the next layer would have to move together)"
+            f"nn.{kind}: its hidden and input sizes are not pruned (its gate rows, recurrent "
+            "columns and the next layer's inputs would have to move together)"
         )
-    if type(module) in REFUSED:
-        return f"they reach {name}: {REFUSED[type(module)]}"
-    return f"they reach {name} ({kind}), not supported"
+    return REFUSED.get(type(module), f"{kind} is not supported")
+
+
+def _blocked_module_reason(name: str, module: nn.Module) -> str:
+    return f"they reach {name}, {_module_reason(module)}"
 
 
 def refused_modules(model: nn.Module) -> dict[str, str]:
     """Recurrent and packed-attention modules of ``model``, each with why it is not pruned."""
     return {
-        name: _blocked_module_reason(name, module).removeprefix("they reach ")
+        name: _module_reason(module)
         for name, module in model.named_modules()
         if isinstance(module, (*_RECURRENT, nn.MultiheadAttention))
     }
