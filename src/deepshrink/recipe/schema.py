@@ -21,9 +21,14 @@ deepshrink.errors.ConfigError: stages[0].prune: sparsity must be in [0, 1), got 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,6 +44,7 @@ __all__ = [
     "Recipe",
     "Stage",
     "StageKind",
+    "call_factory",
     "parse_recipe",
     "validated",
 ]
@@ -58,6 +64,11 @@ class ModelSpec(_Strict):
     args: dict[str, Any] = {}
     checkpoint: str | None = None
     factory: str | None = Field(None, description="'package.module:function' returning a model")
+    root: str | None = Field(
+        None,
+        description="folder searched first for the factory's module (relative to the recipe; "
+        "default: the recipe's folder), then the working directory",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -71,7 +82,76 @@ class ModelSpec(_Strict):
             raise ValueError(
                 f"factory must look like 'package.module:function', got {self.factory!r}"
             )
+        if self.root is not None and self.factory is None:
+            raise ValueError("root is the folder of a factory's module; give it with factory:")
         return self
+
+
+@contextlib.contextmanager
+def _importable_from(folders: list[Path]) -> Iterator[None]:
+    """``folders`` first on ``sys.path`` for the block; after it ``sys.path`` is as it was and
+    modules loaded from those folders are forgotten (a later recipe may have its own)."""
+    added = [str(f) for f in dict.fromkeys(folders) if str(f) not in sys.path]
+    loaded = set(sys.modules)
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for entry in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
+        for name in set(sys.modules) - loaded:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if any(file.startswith(entry + os.sep) for entry in added):
+                del sys.modules[name]
+
+
+def _import_factory(factory: str, folders: list[Path]) -> Callable[..., Any]:
+    module_name, _, function = factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            searched = ", ".join(str(f) for f in folders)
+            raise ConfigError(
+                f"model.factory: no module {module_name!r} beside the recipe or in the working "
+                f"directory ({searched}) nor installed; put {module_name.split('.')[0]}.py there "
+                "or install its package"
+            ) from None
+        raise ConfigError(f"model.factory: importing {module_name!r} failed: {error}") from None
+    except (ImportError, SyntaxError) as error:
+        raise ConfigError(f"model.factory: importing {module_name!r} failed: {error}") from None
+    found = getattr(module, function, None)
+    if not callable(found):
+        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ConfigError(
+            f"model.factory: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
+            f"function {function!r}; it defines {', '.join(names) or 'no public callables'}"
+        )
+    return found
+
+
+def call_factory(
+    factory: str, args: Mapping[str, Any] | None = None, folder: str | Path | None = None
+) -> Any:
+    """Build the model of ``factory: 'module:function'``: import ``module`` from ``folder`` (the
+    recipe's folder), the working directory or the installed packages, and call ``function``.
+
+    Only the module the recipe names is imported (it runs the user's code, as a factory must);
+    ``sys.path`` is extended for the import and the call only. The result must be a
+    ``torch.nn.Module``.
+    """
+    from torch import nn
+
+    folders = ([Path(folder).resolve()] if folder is not None else []) + [Path.cwd()]
+    with _importable_from(folders):
+        model = _import_factory(factory, folders)(**dict(args or {}))
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model.factory: {factory} returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
 
 
 class DataSpec(_Strict):
