@@ -134,3 +134,51 @@ def test_low_bit_simulation_costs_accuracy(digits_model) -> None:
     assert ds.train.evaluate(simulated, data.test).top1 < ds.train.evaluate(model, data.test).top1
     with pytest.raises(ConfigError, match="needs calibration= data"):
         fake_quantize_(copy.deepcopy(model))
+
+
+class TokenModel(nn.Module):
+    """Keyword token inputs (int64) → embedding → linear, as a tokenizer's output is fed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding, self.linear = nn.Embedding(50, 6), nn.Linear(6, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.embedding(input_ids) * attention_mask.unsqueeze(-1))
+
+
+def _token_batches() -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        {"input_ids": torch.randint(0, 50, (4, 7), generator=generator),
+         "attention_mask": torch.ones(4, 7, dtype=torch.long),
+         "labels": torch.zeros(4, dtype=torch.long)}
+        for _ in range(3)
+    ]  # fmt: skip
+
+
+def test_calibration_keeps_keyword_inputs_and_their_integer_dtype() -> None:
+    from deepshrink.quantize import calibration_inputs
+
+    inputs = calibration_inputs(_token_batches(), samples=10)
+    assert sorted(inputs) == ["attention_mask", "input_ids"]  # labels dropped
+    assert inputs["input_ids"].dtype == torch.int64 and inputs["input_ids"].shape == (10, 7)
+    expected = torch.cat([b["input_ids"] for b in _token_batches()])[:10]
+    assert torch.equal(inputs["input_ids"], expected)
+    pairs = [((torch.rand(4, 2), torch.rand(4, 5).double()), torch.zeros(4)) for _ in range(2)]
+    positional = calibration_inputs(pairs)
+    assert isinstance(positional, tuple) and [t.shape for t in positional] == [(8, 2), (8, 5)]
+    assert positional[1].dtype == torch.float32  # float inputs become float32
+
+
+def test_activations_of_a_token_model_are_calibrated_on_its_token_ids() -> None:
+    model = TokenModel()
+    batches = _token_batches()
+    ranges = calibrate_activations(model, batches, batch_size=4)
+    with torch.no_grad():
+        seen = torch.cat([model.embedding(b["input_ids"]) for b in batches])
+    scale, zero_point = ranges["linear"]
+    expected_scale, expected_zero = Q.qparams(seen.min(), seen.max(), signed=False,
+                                              symmetric=False)  # fmt: skip
+    assert scale.item() == pytest.approx(expected_scale.item())
+    assert zero_point.item() == expected_zero.item()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -200,3 +201,37 @@ def test_activations_without_calibration_data_is_refused():
     # weights only needs no data
     model = quantize_(tiny_cnn(), QuantAwareTraining(activations=None))
     assert model[0].input_quantizer is None
+
+
+def test_a_token_model_is_calibrated_on_its_token_ids_and_exports_like_it_computes(tmp_path):
+    """Tiny BERT, keyword int64 inputs: QAT calibration, then the int8 file in ONNX Runtime."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from deepshrink.export import predict
+
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        vocab_size=100, num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> dict[str, torch.Tensor]:
+        ids = torch.randint(0, 100, (n, 12), generator=generator)
+        return {"input_ids": ids, "attention_mask": torch.ones(n, 12, dtype=torch.long)}
+
+    prepare_qat_(model, QuantAwareTraining(), calibration=[batch(8) for _ in range(4)])
+    layers = qat_layers(model)
+    assert len(layers) == 2 * 6 + 2  # q, k, v, out, up, down per layer; pooler; classifier
+    assert all(bool(layer.input_quantizer.calibrated) for layer in layers.values())
+    path = ds.export(model.eval(), tmp_path / "bert.onnx", int8=True, example_inputs=batch(2))
+    graph = onnx.load(str(path)).graph
+    assert [v.type.tensor_type.elem_type for v in graph.input] == [onnx.TensorProto.INT64] * 2
+    x = batch(16)
+    with torch.no_grad():
+        expected = model(**x).logits.numpy()
+    got = predict(path, x)
+    assert np.abs(got - expected).max() <= 0.01 * np.abs(expected).max()
