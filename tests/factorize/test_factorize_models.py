@@ -45,3 +45,18 @@ def test_multihead_attention_keeps_its_out_proj_and_still_runs(attention_net) ->
     assert isinstance(model.inp, SVDLinear)
     assert "reads out_proj.weight" in coverage_of(model)[-1].skipped["attn.out_proj"]
     assert model(x).shape == (3, 3)
+
+
+def test_transformer_encoder_layers_run_with_factorized_feed_forward_layers() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True).eval()
+    encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    x = torch.randn(2, 6, 32)
+    before = encoder(x)
+    config = ds.SVDFactorization(rank=32, policy="none")
+    ds.factorize_(encoder, config, include="layers.*.linear*")
+    assert isinstance(encoder.layers[0].linear1, SVDLinear)
+    with torch.no_grad():  # PyTorch's fused path reads linear1.weight: the dense product
+        fused = encoder(x)
+    assert torch.allclose(encoder(x), before, atol=1e-5)
+    assert torch.allclose(fused, before, atol=1e-5)

@@ -74,6 +74,17 @@ class SVDLinear(nn.Sequential):
         """The ``out × in`` matrix this layer applies (without the bias)."""
         return self[1].weight @ self[0].weight
 
+    @property
+    def weight(self) -> Tensor:
+        """The dense ``out × in`` matrix, for code that reads a ``Linear``'s weight directly
+        (``nn.TransformerEncoderLayer``'s fused path); the layer's own forward never builds it."""
+        return self.dense_weight()
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The bias of the layer (held by the second factor)."""
+        return self[1].bias
+
 
 def svd_rank(name: str, layer: nn.Linear, config: SVDFactorization) -> int:
     """The rank ``config`` asks for on ``layer``; a rank above min(in, out) is a ConfigError."""

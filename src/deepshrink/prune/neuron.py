@@ -107,9 +107,16 @@ def linear_successors(model: nn.Module) -> tuple[dict[str, str], dict[str, str]]
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception as exc:  # tracing failures come in many types
+        linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+        shown = ", ".join(linears[:6]) + (
+            f" and {len(linears) - 6} more" if len(linears) > 6 else ""
+        )
+        why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise ConfigError(
-            f"neuron pruning reads the layer order from a torch.fx trace, which failed for "
-            f"{type(model).__name__}: {exc}; make forward traceable or use MagnitudePruning"
+            f"neuron pruning finds the layer that reads each nn.Linear's units ({shown or 'none'})"
+            f" with a torch.fx trace, which fails on {type(model).__name__}: {why}; nothing was "
+            "changed. Use ChannelPruning (it follows autograd and prunes transformer MLPs and "
+            "heads) or MagnitudePruning"
         ) from None
     modules = dict(model.named_modules())
     calls: dict[str, list[fx.Node]] = {}
