@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from deepshrink.train.checkpoint import load_checkpoint, read_sidecar, save_checkpoint
 from deepshrink.train.config import FitConfig, build_config
-from deepshrink.train.evaluation import EvalResult, evaluate
+from deepshrink.train.evaluation import EvalResult, LossFn, evaluate
 from deepshrink.train.loop import (
     Callback,
     EpochRecord,
@@ -27,6 +27,7 @@ __all__ = [
     "EvalResult",
     "FitConfig",
     "History",
+    "LossFn",
     "LossHook",
     "StepContext",
     "build_config",
