@@ -1,10 +1,12 @@
 """Export to ONNX: fp32, fp16 weights, dynamic int8 and static (QDQ) int8 run by ONNX Runtime.
 
-The float graph comes from :func:`torch.onnx.export`. The default ``exporter="torchscript"`` is
-PyTorch's TorchScript-based exporter: it works offline with nothing beyond torch and onnx and
-takes milliseconds on small models (PyTorch marks it deprecated; the warning is silenced here).
-``exporter="dynamo"`` uses the ``torch.export``-based exporter, which needs ``onnxscript``.
-Both give a dynamic batch dimension (``dynamic_batch=True``).
+The float graph comes from :func:`torch.onnx.export`. The default ``exporter="auto"`` tries
+PyTorch's TorchScript-based exporter (milliseconds on small models; PyTorch marks it deprecated,
+the warning is silenced here), then, if it fails, the ``torch.export``-based one (``"dynamo"``,
+needs ``onnxscript``); either can be chosen alone. Both give a dynamic batch axis on every input
+(``dynamic_batch=True``). Inputs keep their dtype (token ids stay int64) and structure: a tuple
+becomes inputs ``input``, ``input_1``, …, a dict of keyword inputs one input per key. The one
+output is the prediction, picked by :func:`deepshrink.graph.io.logits_of` (``select``).
 
 Quantization is ONNX Runtime's own quantizer (``onnxruntime.quantization``), not ours:
 
@@ -19,6 +21,9 @@ Quantization is ONNX Runtime's own quantizer (``onnxruntime.quantization``), not
   configuration is the default; ``preprocess`` and ``activations`` stay settable to reproduce
   the measurement.
 - ``int8="dynamic"``: weights int8, activations quantized on the fly (no calibration needed).
+- int8 weights are then stored as uint8 with zero point 128 (``weights="uint8"``, the same
+  values): ONNX Runtime runs U8U8 kernels, exact on every x86 CPU, where its U8S8 kernels
+  saturate on CPUs without AVX-512 VNNI (see :mod:`deepshrink.export._qdq`).
 - ``fp16=True``: weights stored as float16 with a ``Cast`` to float32 in front of each (half the
   file; the arithmetic stays fp32, as TFLite's float16 quantization on CPUs).
 
