@@ -134,3 +134,17 @@ def test_gpt2_lm_head_and_wte_count_once() -> None:
     result = report(model, example_inputs=example, latency=False)
     assert result.parameters == count_parameters(model) and result.macs > 0
     assert result.dense_bytes == 4 * result.parameters
+
+
+def test_iterable_dataset_of_token_samples() -> None:
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for i in range(4):
+                ids = (torch.arange(5) + i) % 10
+                yield ids, ids % 3
+
+    model = Tagger()
+    derived = derive_inputs(model, Stream(), None)
+    assert derived.dtype == torch.int64 and derived.shape == (1, 5)
+    result = report(model, Stream(), latency=False)
+    assert result.samples == 4 * 5 and result.macs == 5 * 8 * 3

@@ -85,18 +85,28 @@ def derive_inputs(model: nn.Module, dataset: Any, example_inputs: Any) -> Any:
     make = getattr(model, "example_inputs", None)
     if callable(make):
         return as_example(make())
-    if isinstance(dataset, torch.utils.data.Dataset) and hasattr(dataset, "__getitem__"):
-        if len(dataset) > 0:  # type: ignore[arg-type]
-            return _batched(_sample_inputs(dataset[0]))
-    elif dataset is not None and hasattr(dataset, "__iter__") and iter(dataset) is not dataset:
-        first = next(iter(dataset), None)
-        if first is not None:
-            return with_batch_size(as_example(inputs_and_labels(first)[0]), 1)
+    found = _first_inputs(dataset)
+    if found is not None:
+        return found
     raise ConfigError(
         f"cannot derive example inputs for {type(model).__name__}: it has no example_inputs() "
         "method and no non-empty dataset or re-iterable DataLoader was given; pass "
         "example_inputs= (a tensor, tuple or dict) with a batch of one sample"
     )
+
+
+def _first_inputs(data: Any) -> Any:
+    """One sample's inputs as a batch of one: from a map-style or iterable dataset (samples) or
+    a re-iterable ``DataLoader``/list (batches); ``None`` when there is none to read."""
+    if isinstance(data, torch.utils.data.IterableDataset):
+        sample = next(iter(data), None)
+        return None if sample is None else _batched(_sample_inputs(sample))
+    if isinstance(data, torch.utils.data.Dataset):
+        return _batched(_sample_inputs(data[0])) if len(data) > 0 else None  # type: ignore[arg-type]
+    if data is None or not hasattr(data, "__iter__") or iter(data) is data:
+        return None  # a one-shot iterator: reading it would lose a batch
+    batch = next(iter(data), None)
+    return None if batch is None else with_batch_size(as_example(inputs_and_labels(batch)[0]), 1)
 
 
 def _sample_inputs(sample: Any) -> Any:
