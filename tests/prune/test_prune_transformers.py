@@ -271,3 +271,13 @@ def test_a_channel_shuffle_on_tokens_is_blocked_by_name() -> None:
     reference = logits(masked(model, plan), x)
     apply_plan_(model, plan, x)
     torch.testing.assert_close(logits(model, x), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_heads_that_remove_no_head_are_an_error_naming_the_attention() -> None:
+    model, x = EncoderClassifier().eval(), torch.randn(2, 6, 8)
+    with pytest.raises(ConfigError, match=r"heads=0.5 removes no attention head.*self_attn"):
+        prune_channels_(model, ChannelPruning(ratio=0.5), example_inputs=x, heads=0.5)
+    with pytest.raises(ConfigError, match="the model has no such module"):
+        plan_channel_pruning(
+            Tagger(), ChannelPruning(ratio=0.0), torch.zeros(1, 3).long(), heads=0.5
+        )

@@ -17,22 +17,34 @@ Plans of version 1 (without cuts) are still replayed by tracing zeros of the rec
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from deepshrink.errors import FormatError
+from deepshrink.errors import ConfigError, FormatError
+from deepshrink.graph import io
 from deepshrink.graph.attention import set_heads
 from deepshrink.graph.coupling import Coupling
-from deepshrink.graph.slicing import channels_of, slice_layer
+from deepshrink.graph.slicing import channels_of, is_conv1d, slice_layer
 
-__all__ = ["PLAN_FORMAT", "PLAN_VERSION", "cut_", "input_specs", "merge_cuts", "plan_cuts"]
+__all__ = [
+    "PLAN_FORMAT",
+    "PLAN_VERSION",
+    "check_runs",
+    "cut_",
+    "input_specs",
+    "measure",
+    "merge_cuts",
+    "plan_cuts",
+]
 
 PLAN_FORMAT = "deepshrink.channel-plan"
 PLAN_VERSION = 2
 _KIND = "prune.channels"
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def input_specs(example: Any) -> list[dict[str, Any]]:
@@ -136,3 +148,56 @@ def _traced_cuts(model: nn.Module, plan: dict[str, Any]) -> list[dict[str, Any]]
             raise FormatError(f"{_KIND}: kept channels of {root!r} must be distinct, in range")
         chosen.append((root, kept))
     return plan_cuts(coupling, chosen)
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, int, str]]:
+    shapes = {}
+    for name, module in model.named_modules():
+        if isinstance(module, _LAYERS) or is_conv1d(module):
+            fan_in, fan_out = channels_of(module, "in"), channels_of(module, "out")
+            fan_in *= getattr(module, "groups", 1)
+            shapes[name] = (int(fan_in), int(fan_out), type(module).__name__)
+    return shapes
+
+
+def measure(model: nn.Module, plan: dict[str, Any], inputs: Any) -> dict[str, Any]:
+    """Per-layer channels and MACs, and totals, before and after the plan (on a copy that must
+    run on ``inputs``)."""
+    from deepshrink.eval import count_parameters, per_layer_macs
+
+    pruned = copy.deepcopy(model)
+    cut_(pruned, plan)
+    check_runs(pruned, inputs)
+    before, after = _shapes(model), _shapes(pruned)
+    macs_before, macs_after = per_layer_macs(model, inputs), per_layer_macs(pruned, inputs)
+    layers = [
+        {
+            "name": name,
+            "type": kind,
+            "in": [fan_in, after[name][0]],
+            "out": [fan_out, after[name][1]],
+            "macs": [macs_before.get(name, 0), macs_after.get(name, 0)],
+        }
+        for name, (fan_in, fan_out, kind) in before.items()
+    ]
+    totals = {
+        "params": [count_parameters(model), count_parameters(pruned)],
+        "macs": [sum(macs_before.values()), sum(macs_after.values())],
+    }
+    return {"layers": layers, "totals": totals}
+
+
+def check_runs(model: nn.Module, inputs: Any) -> None:
+    """Run the cut ``model`` once on ``inputs``; a ConfigError when it fails."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            io.call(model, inputs)
+    except Exception as exc:  # surgery bugs surface as shape errors of many types
+        raise ConfigError(
+            f"the channel-pruned {type(model).__name__} no longer runs: {type(exc).__name__}: "
+            f"{exc}; ignore= the layers named there and report the model"
+        ) from None
+    finally:
+        model.train(was_training)

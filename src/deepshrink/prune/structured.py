@@ -24,7 +24,6 @@ Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import logging
 import math
@@ -38,10 +37,17 @@ from deepshrink.errors import ConfigError, FormatError
 from deepshrink.graph import io, record, register_rebuilder
 from deepshrink.graph.coupling import ChannelGroup, Coupling
 from deepshrink.graph.coverage import Coverage, report_coverage
-from deepshrink.graph.slicing import channels_of, is_conv1d
 from deepshrink.prune.channel_check import Group, failing
 from deepshrink.prune.channel_criteria import channel_scores, collect_calibration
-from deepshrink.prune.channel_plan import PLAN_FORMAT, PLAN_VERSION, cut_, input_specs, merge_cuts
+from deepshrink.prune.channel_plan import (
+    PLAN_FORMAT,
+    PLAN_VERSION,
+    check_runs,
+    cut_,
+    input_specs,
+    measure,
+    merge_cuts,
+)
 from deepshrink.prune.config import ChannelPruning
 from deepshrink.prune.masking import MASK_SUFFIX
 from deepshrink.prune.targets import Patterns, patterns
@@ -52,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 #: Kind of the structure record written by :func:`apply_plan_`.
 CHANNEL_KIND = "prune.channels"
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def _matches(names: Iterable[str], globs: list[str]) -> bool:
@@ -217,6 +222,13 @@ def plan_channel_pruning(
     checked = _checked(model, coupling, chosen, kept, kept_heads, inputs, skipped)
     for name, why in coupling.refused.items():
         skipped.setdefault(name, why)
+    if heads and not any(checked[root].attention for root in checked):
+        raise ConfigError(
+            f"heads={heads} removes no attention head: channel pruning cuts the heads of "
+            "attention modules with separate q/k/v Linear projections or GPT-2's fused c_attn, "
+            f"and found none it could cut ({_attention_reasons(coupling, skipped)}); "
+            "drop heads= to prune the other layers"
+        )
     for root, why in skipped.items():
         logger.info("channel pruning leaves %s whole: %s", root, why)
     plan = {
@@ -231,7 +243,7 @@ def plan_channel_pruning(
         "attention": [a for root in checked for a in checked[root].attention],
         "skipped": skipped,
     }
-    plan.update(_measure(model, plan, inputs))
+    plan.update(measure(model, plan, inputs))
     return plan
 
 
@@ -261,6 +273,13 @@ def _checked(
     return groups
 
 
+def _attention_reasons(coupling: Coupling, skipped: dict[str, str]) -> str:
+    packed = {name for name, why in coupling.refused.items() if "MultiheadAttention" in why}
+    roots = {g.root for g in coupling.groups if g.attention} | packed
+    found = [f"{name}: {why}" for name, why in skipped.items() if name in roots]
+    return "; ".join(found) or "the model has no such module"
+
+
 def _heads_share(config: ChannelPruning, heads: float | None) -> float:
     share = getattr(config, "heads", 0.0) if heads is None else heads
     share = float(share or 0.0)
@@ -276,57 +295,6 @@ def _entry(group: ChannelGroup, kept: list[int], heads: list[int] | None) -> dic
     return entry
 
 
-def _shapes(model: nn.Module) -> dict[str, tuple[int, int, str]]:
-    shapes = {}
-    for name, module in model.named_modules():
-        if isinstance(module, _LAYERS) or is_conv1d(module):
-            fan_in, fan_out = channels_of(module, "in"), channels_of(module, "out")
-            fan_in *= getattr(module, "groups", 1)
-            shapes[name] = (int(fan_in), int(fan_out), type(module).__name__)
-    return shapes
-
-
-def _measure(model: nn.Module, plan: dict[str, Any], inputs: Any) -> dict[str, Any]:
-    """Per-layer channels and MACs, and totals, before and after the plan (on a copy)."""
-    from deepshrink.eval import count_parameters, per_layer_macs
-
-    pruned = copy.deepcopy(model)
-    cut_(pruned, plan)
-    _check_runs(pruned, inputs)
-    before, after = _shapes(model), _shapes(pruned)
-    macs_before, macs_after = per_layer_macs(model, inputs), per_layer_macs(pruned, inputs)
-    layers = [
-        {
-            "name": name,
-            "type": kind,
-            "in": [fan_in, after[name][0]],
-            "out": [fan_out, after[name][1]],
-            "macs": [macs_before.get(name, 0), macs_after.get(name, 0)],
-        }
-        for name, (fan_in, fan_out, kind) in before.items()
-    ]
-    totals = {
-        "params": [count_parameters(model), count_parameters(pruned)],
-        "macs": [sum(macs_before.values()), sum(macs_after.values())],
-    }
-    return {"layers": layers, "totals": totals}
-
-
-def _check_runs(model: nn.Module, inputs: Any) -> None:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            io.call(model, inputs)
-    except Exception as exc:  # surgery bugs surface as shape errors of many types
-        raise ConfigError(
-            f"the channel-pruned {type(model).__name__} no longer runs: {type(exc).__name__}: "
-            f"{exc}; ignore= the layers named there and report the model"
-        ) from None
-    finally:
-        model.train(was_training)
-
-
 def apply_plan_(model: nn.Module, plan: dict[str, Any], example_inputs: Any = None) -> nn.Module:
     """Cut ``model`` to ``plan`` (from :func:`plan_channel_pruning`), record it, return it.
 
@@ -338,7 +306,7 @@ def apply_plan_(model: nn.Module, plan: dict[str, Any], example_inputs: Any = No
     _check_unmasked(model)
     cut_(model, plan)
     if example_inputs is not None:
-        _check_runs(model, example_inputs)
+        check_runs(model, example_inputs)
     record(model, CHANNEL_KIND, plan=plan)
     before, after = plan["totals"]["macs"] if "totals" in plan else (0, 0)
     logger.info("channel pruning: %d groups cut, MACs %s → %s", len(plan["groups"]), before, after)
