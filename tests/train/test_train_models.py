@@ -141,6 +141,8 @@ def test_iterables_refuse_what_needs_a_dataset() -> None:
         fit(model, data, epochs=1, checkpoint_dir=".", resume=True, progress=False)
     with pytest.raises(ConfigError, match="has no len\\(\\).*'cosine'"):
         fit(model, iter(data), epochs=1, progress=False)
+    with pytest.raises(ConfigError, match="label_smoothing smooths the built-in"):
+        fit(model, data, epochs=1, label_smoothing=0.1, loss=F.mse_loss, progress=False)
     with pytest.raises(ConfigError, match="no batch .* in epoch 2"):
         fit(model, iter(data), epochs=2, schedule="constant", progress=False)
 

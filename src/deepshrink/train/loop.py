@@ -278,6 +278,35 @@ def _restore_state(directory: Path, trainer: _Trainer) -> tuple[int, History, fl
     return int(training["epoch"]), History.from_dict(training["history"]), training["best_accuracy"]
 
 
+def _checked_splits(
+    config: FitConfig, data: Any, eval_data: Any, *, loss: LossFn | None, resume: bool,
+    checkpoint_dir: str | Path | None,
+) -> tuple[Any, Any, str]:  # fmt: skip
+    """The training and held-out data of a :func:`fit` call, after checking what needs which."""
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume=True needs checkpoint_dir, where the interrupted run saved it")
+    if loss is not None and config.label_smoothing:
+        raise ConfigError(
+            "label_smoothing smooths the built-in cross-entropy; with loss= it would be ignored, "
+            "so smooth the labels in your loss function instead"
+        )
+    splits = training_splits(data, eval_data)
+    if config.patience is not None and splits[2] not in ("val", "eval"):
+        raise ConfigError(
+            "patience (early stopping) needs a validation split: set val_size or eval_data"
+        )
+    if not is_map_dataset(splits[0]):
+        if resume:
+            raise ConfigError(
+                "resume=True needs a map-style dataset, which fit shuffles itself so that a run "
+                f"continues bit for bit; got {type(splits[0]).__name__}, which batches and "
+                "shuffles on its own: pass its dataset, or train again without resume"
+            )
+        logger.info("training on %s batches as they come (their own size and order)",
+                    type(splits[0]).__name__)  # fmt: skip
+    return splits
+
+
 def fit(
     model: nn.Module,
     data: Any,
@@ -311,23 +340,12 @@ def fit(
     2
     """
     config = build_config(config, overrides)
-    if resume and checkpoint_dir is None:
-        raise ConfigError("resume=True needs checkpoint_dir, where the interrupted run saved it")
-    splits = training_splits(data, eval_data)
-    if resume and not is_map_dataset(splits[0]):
-        raise ConfigError(
-            f"resume=True needs a map-style dataset, which fit shuffles itself so that a run "
-            f"continues bit for bit; got {type(splits[0]).__name__}, which batches and shuffles "
-            "on its own: pass its dataset, or train again without resume"
-        )
+    splits = _checked_splits(config, data, eval_data, loss=loss, resume=resume,
+                             checkpoint_dir=checkpoint_dir)  # fmt: skip
     device = resolve_device(config.device)
     model.to(device)
     with num_threads(config.threads):
         trainer = _Trainer(model, config, splits, device)
-        if config.patience is not None and trainer.eval_split not in ("val", "eval"):
-            raise ConfigError(
-                "patience (early stopping) needs a validation split: set val_size or eval_data"
-            )
         trainer.output, trainer.loss = output, loss
         trainer.hooks, trainer.callbacks = tuple(loss_hooks), tuple(callbacks)
         trainer.directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
