@@ -281,3 +281,18 @@ def test_heads_that_remove_no_head_are_an_error_naming_the_attention() -> None:
         plan_channel_pruning(
             Tagger(), ChannelPruning(ratio=0.0), torch.zeros(1, 3).long(), heads=0.5
         )
+
+
+@pytest.mark.parametrize("case", ["vit", "bert"])
+def test_pruned_transformers_run_in_onnx_runtime(case: str, tmp_path) -> None:  # noqa: ANN001
+    ort = pytest.importorskip("onnxruntime")
+    factory, inputs, _ = CASES[case]
+    model, x = factory(), inputs()
+    x = x[:1] if isinstance(x, Tensor) else {k: v[:1] for k, v in x.items()}
+    prune_channels_(model, ChannelPruning(ratio=0.5), example_inputs=x, heads=0.5)
+    path = ds.export(model, tmp_path / f"{case}.onnx", example_inputs=x)
+    session = ort.InferenceSession(str(path))
+    named = x if isinstance(x, dict) else {session.get_inputs()[0].name: x}
+    feeds = {i.name: named[i.name].numpy() for i in session.get_inputs()}
+    result = torch.from_numpy(session.run(None, feeds)[0])
+    torch.testing.assert_close(result, logits(model, x), rtol=1e-4, atol=1e-5)
