@@ -13,7 +13,7 @@ from torch import nn
 
 import deepshrink as ds
 from deepshrink.errors import ConfigError
-from deepshrink.export import ExportError, evaluate_onnx, predict
+from deepshrink.export import ExportError, compare_latency, evaluate_onnx, predict
 from deepshrink.export import onnx as onnx_export
 from deepshrink.graph.io import call, logits_of, map_tensors
 
@@ -315,3 +315,11 @@ def test_an_export_failure_is_one_line_without_the_graph_dump(monkeypatch, tmp_p
     assert "try exporter='dynamo'" not in message  # it was tried
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_latency_of_token_and_two_input_files_uses_each_graph_input(exported) -> None:
+    for name in ("bert", "two_inputs"):
+        files = exported[name][1]
+        sources = {kind: files[kind] for kind in ("fp32", "dynamic")}
+        times = compare_latency(sources, batch_sizes=(2,), rounds=2, block_seconds=0.01)
+        assert all(t[2].batch_size == 2 and t[2].median_seconds > 0 for t in times.values())

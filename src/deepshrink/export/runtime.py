@@ -175,7 +175,7 @@ def _scored(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
 def compare_latency(
     sources: Mapping[str, Source],
-    input_shape: Sequence[int],
+    input_shape: Sequence[int] | None = None,
     *,
     batch_sizes: Sequence[int] = (1, 32),
     threads: int = 1,
@@ -185,7 +185,9 @@ def compare_latency(
 ) -> dict[str, dict[int, Latency]]:
     """Per-call latency of each model at each batch size, timed in interleaved blocks.
 
-    ``input_shape`` is one sample's shape; inputs are random uniform values (seeded).
+    ``input_shape`` is one sample's shape for a model with one float input; inputs are random
+    uniform values (seeded). With ``None`` each graph input gets the graph's own sample shape
+    and type (random floats; zeros for integer inputs such as token ids, a valid id).
     """
     if rounds < 1 or block_seconds <= 0:
         raise ConfigError(f"rounds must be ≥ 1 and block_seconds > 0, got {rounds}, "
@@ -193,8 +195,9 @@ def compare_latency(
     sessions = {name: _session(source, threads) for name, source in sources.items()}
     result: dict[str, dict[int, Latency]] = {name: {} for name in sessions}
     generator = np.random.default_rng(0)
+    first = next(iter(sessions.values()))
     for size in batch_sizes:
-        x = generator.random((size, *input_shape), dtype=np.float32)
+        x = _random_inputs(first, input_shape, size, generator)
         calls = {n: _calls_per_block(s, x, warmup, block_seconds) for n, s in sessions.items()}
         times: dict[str, list[float]] = {name: [] for name in sessions}
         for _ in range(rounds):
@@ -205,15 +208,35 @@ def compare_latency(
     return result
 
 
-def _block(sess: Any, x: np.ndarray, calls: int) -> float:
-    feed = {sess.get_inputs()[0].name: x}
+def _random_inputs(
+    sess: Any, input_shape: Sequence[int] | None, size: int, generator: np.random.Generator
+) -> Any:
+    """A batch of ``size`` for ``sess``: floats of ``input_shape``, or per graph input."""
+    if input_shape is not None:
+        return generator.random((size, *input_shape), dtype=np.float32)
+    arrays = {}
+    for value in sess.get_inputs():
+        sample = list(value.shape[1:])
+        if not all(isinstance(d, int) for d in sample):
+            raise ConfigError(f"input {value.name!r} has a dynamic axis {value.shape}; give "
+                              "compare_latency an input_shape")  # fmt: skip
+        kind = _NUMPY_TYPES.get(value.type, np.float32)
+        if np.issubdtype(kind, np.floating):
+            arrays[value.name] = generator.random((size, *sample)).astype(kind)
+        else:
+            arrays[value.name] = np.zeros((size, *sample), dtype=kind)
+    return arrays
+
+
+def _block(sess: Any, x: Any, calls: int) -> float:
+    inputs = feed(x, _graph_inputs(sess))
     started = time.perf_counter()
     for _ in range(calls):
-        sess.run(None, feed)
+        sess.run(None, inputs)
     return (time.perf_counter() - started) / calls
 
 
-def _calls_per_block(sess: Any, x: np.ndarray, warmup: int, block_seconds: float) -> int:
+def _calls_per_block(sess: Any, x: Any, warmup: int, block_seconds: float) -> int:
     single = min(_block(sess, x, 1) for _ in range(max(1, warmup)))
     return max(1, int(block_seconds / max(single, 1e-6)))
 
