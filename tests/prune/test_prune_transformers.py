@@ -296,3 +296,12 @@ def test_pruned_transformers_run_in_onnx_runtime(case: str, tmp_path) -> None:  
     feeds = {i.name: named[i.name].numpy() for i in session.get_inputs()}
     result = torch.from_numpy(session.run(None, feeds)[0])
     torch.testing.assert_close(result, logits(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_include_selects_the_attention_groups_it_touches() -> None:
+    model, x = tiny_bert(), tokens(1)
+    plan = plan_channel_pruning(
+        model, ChannelPruning(ratio=0.5), x, include="*attention.self*", heads=0.5
+    )
+    assert [len(g["heads"]) for g in plan["groups"]] == [2, 2]  # heads only, no MLP group
+    assert "Embedding" in plan["skipped"]["bert.encoder.layer.1.output.dense"]  # residual stream

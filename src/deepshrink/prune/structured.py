@@ -5,9 +5,14 @@ Decide, then apply. :func:`plan_channel_pruning` traces the coupled channel grou
 (:mod:`deepshrink.prune.channel_criteria`), picks the kept channels and returns a JSON-ready
 *plan*: per group the kept channel indices, per layer the old → new channels and MACs, and the
 groups left whole with the reason (e.g. channels that pass the zero padding of an option-A
-ResNet shortcut: in such ResNets only the channels inside each block are pruned). Nothing is
-changed. :func:`apply_plan_` cuts the model to the plan and records it (``"prune.channels"``)
-so :func:`deepshrink.train.load_checkpoint` rebuilds the pruned shapes on a fresh zoo model.
+ResNet shortcut: in such ResNets only the channels inside each block are pruned). On
+transformers, ``ratio`` prunes the feed-forward widths and ``heads`` removes whole attention
+heads (:mod:`deepshrink.graph.attention`). Each group's cut is checked against masking its
+dropped channels on the example inputs (:mod:`deepshrink.prune.channel_check`). Nothing is
+changed. :func:`apply_plan_` slices the model to the plan's recorded cuts, without tracing
+(:mod:`deepshrink.prune.channel_plan`), and records it (``"prune.channels"``) so checkpoints
+and ``.dsz`` files rebuild the pruned shapes on a fresh model, token models included.
+:func:`prune_channels_` raises when a non-zero request removes nothing and records the coverage.
 
 >>> import torch
 >>> from torch import nn
@@ -95,7 +100,7 @@ def _choose(
             skipped[group.root] = "ignored"
         elif wanted and not _matches(group.names, wanted):
             skipped[group.root] = "not included"
-        elif group.blocked and wanted:
+        elif group.blocked and _matches(producers, wanted):
             raise ConfigError(f"cannot prune the channels of {group.root!r}: {group.blocked}")
         elif group.blocked:
             skipped[group.root] = group.blocked
