@@ -323,3 +323,28 @@ def test_latency_of_token_and_two_input_files_uses_each_graph_input(exported) ->
         sources = {kind: files[kind] for kind in ("fp32", "dynamic")}
         times = compare_latency(sources, batch_sizes=(2,), rounds=2, block_seconds=0.01)
         assert all(t[2].batch_size == 2 and t[2].median_seconds > 0 for t in times.values())
+
+
+def test_token_models_export_with_a_dynamic_sequence_length_when_asked(exported, tmp_path):
+    model, _, x, _ = exported["bert"]
+    path = ds.export(model, tmp_path / "b.onnx", example_inputs=x, dynamic_sequence=True)
+    longer = map_tensors(x, lambda t: torch.cat([t, t[:, :5]], 1))  # 17 tokens, exported at 12
+    with torch.no_grad():
+        expected = model(**longer).logits.numpy()
+    np.testing.assert_allclose(predict(path, longer), expected, rtol=1e-4, atol=1e-5)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "sequence"]
+
+
+def test_a_graph_that_fixed_the_sequence_length_is_refused(exported, tmp_path) -> None:
+    model, _, x, _ = exported["transformer_encoder"]  # the traced attention bakes the length
+    with pytest.raises(ExportError, match="fixed the sequence length.*dynamic_sequence=False"):
+        ds.export(model, tmp_path / "e.onnx", example_inputs=x, exporter="torchscript",
+                  dynamic_sequence=True)  # fmt: skip
+    assert not (tmp_path / "e.onnx").exists()
+    path = ds.export(
+        model, tmp_path / "d.onnx", example_inputs=x, exporter="dynamo", dynamic_sequence=True
+    )  # fmt: skip  (the advice given works)
+    longer = torch.cat([x, x[:, :5]], 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(predict(path, longer), model(longer).numpy(), atol=1e-5)

@@ -45,6 +45,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
@@ -81,6 +82,7 @@ class OnnxExport(MethodConfig):
     select: str | int | None = None
     opset: int = Field(17, ge=13, le=21)
     dynamic_batch: bool = True
+    dynamic_sequence: bool = False
     input_name: str = "input"
     output_name: str = "output"
     calibration_samples: int = Field(256, ge=1)
@@ -157,6 +159,8 @@ def export(
     with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
         float_path = Path(tmp) / "float.onnx"
         exporter = export_float(model, example, float_path, config)
+        if config.dynamic_sequence:
+            _check_sequence(model, example, float_path, config)
         final = _convert(float_path, Path(tmp), config, batches, qat=qat)
         atomic_write_bytes(path, final.read_bytes())
     logger.info("exported %s ONNX model to %s (%s exporter)", config.precision, path, exporter)
@@ -301,10 +305,40 @@ def _torchscript(
     model: nn.Module, args: tuple, path: Path, config: OnnxExport, names: list[str]
 ) -> None:
     axes = {name: {0: "batch"} for name in [*names, config.output_name]}
+    for name, value in zip(names, args, strict=True):
+        if config.dynamic_sequence and _tokens(value):
+            axes[name] = {0: "batch", 1: "sequence"}
     torch.onnx.export(model, args, str(path), dynamo=False, opset_version=config.opset,
                       input_names=names, output_names=[config.output_name],
                       dynamic_axes=axes if config.dynamic_batch else None,
                       do_constant_folding=not _tied(model))  # fmt: skip
+
+
+def _tokens(value: Tensor) -> bool:
+    """Whether ``value`` looks like token ids or a mask: integers with a sequence axis."""
+    return not value.is_floating_point() and value.ndim >= 2
+
+
+def _check_sequence(model: nn.Module, example: Any, path: Path, config: OnnxExport) -> None:
+    """Run the fp32 file on the example one token longer; refuse a graph that fixed the length
+    (the TorchScript exporter bakes ``nn.MultiheadAttention``'s reshapes)."""
+    from deepshrink.export.runtime import predict
+
+    longer = map_tensors(example, lambda t: torch.cat([t, t[:, -1:]], 1) if _tokens(t) else t)
+    wrapped, args = _wrapped(model, longer, config.select)
+    with torch.no_grad():
+        expected = wrapped(*args).numpy()
+    try:
+        close = bool(np.allclose(predict(path, longer), expected, rtol=1e-3, atol=1e-4))
+    except Exception as exc:  # ONNX Runtime refuses a reshape to the exported length
+        logger.debug("the graph failed at another sequence length: %s", _first_line(exc))
+        close = False
+    if not close:
+        raise ExportError(
+            f"{type(model).__name__}: the exported graph fixed the sequence length (it fails or "
+            "differs from PyTorch one token longer); export with dynamic_sequence=False and pad "
+            "inputs to the example's length, or try exporter='dynamo'"
+        )
 
 
 def _tied(model: nn.Module) -> bool:
@@ -326,8 +360,12 @@ def _dynamo(
     shapes = None
     if config.dynamic_batch:  # a batch of one would be specialised to the constant 1
         args = tuple(torch.cat([a, a]) if a.ndim and a.shape[0] == 1 else a for a in args)
-        batch = torch.export.Dim("batch")
-        shapes = tuple({0: batch} if a.ndim else None for a in args)
+        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        shapes = tuple(
+            ({0: batch, 1: sequence} if config.dynamic_sequence and _tokens(a) else {0: batch})
+            if a.ndim else None
+            for a in args
+        )  # fmt: skip
     torch.onnx.export(model, args, str(path), dynamo=True, opset_version=max(config.opset, 18),
                       input_names=names, output_names=[config.output_name],
                       dynamic_shapes=({"values": shapes} if shapes else None),
