@@ -38,7 +38,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import logging
 import tempfile
 import warnings
@@ -48,15 +47,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field, model_validator
-from torch import Tensor, nn
+from torch import nn
 
 from deepshrink._config import MethodConfig
 from deepshrink._io import atomic_write_bytes
 from deepshrink.errors import ConfigError, DeepshrinkError
-from deepshrink.graph.io import Select, logits_of, map_tensors, split
-from deepshrink.quantize.calibration import calibration_batches, input_batches
+from deepshrink.export import _model
+from deepshrink.graph.io import map_tensors
+from deepshrink.quantize.calibration import calibration_batches
 
-__all__ = ["ExportError", "OnnxExport", "Prediction", "export", "input_names"]
+__all__ = ["ExportError", "OnnxExport", "export"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def export(
             batch_size=config.calibration_batch_size,
             seed=config.seed,
         )
-    example = _example(model, example_inputs, calibration)
+    example = _model.example(model, example_inputs, calibration)
     with tempfile.TemporaryDirectory(prefix="deepshrink-onnx-") as tmp:
         float_path = Path(tmp) / "float.onnx"
         exporter = export_float(model, example, float_path, config)
@@ -191,86 +191,14 @@ def _check_qat(model: nn.Module, config: OnnxExport) -> bool:
     return bool(layers)
 
 
-def _example(model: nn.Module, example_inputs: Any, calibration: Any) -> Any:
-    """The example batch: a tensor, tuple or dict, on the CPU, float inputs as float32."""
-    if example_inputs is None and callable(getattr(model, "example_inputs", None)):
-        example_inputs = model.example_inputs()
-    if example_inputs is None and calibration is not None:
-        example_inputs = input_batches(calibration, samples=1, batch_size=1)[0]
-    if example_inputs is None:
-        raise ConfigError(
-            "export needs example_inputs= (a batch the model accepts: a tensor such as "
-            "torch.rand(1, 3, 32, 32), a tuple of positional inputs or a dict of keyword inputs)"
-            " for a model without example_inputs(), or calibration= data"
-        )
-    args, kwargs = split(example_inputs)
-    values = list(args) + [v for v in kwargs.values() if isinstance(v, Tensor)]
-    if not values or not all(isinstance(v, Tensor) for v in values):
-        raise ConfigError(
-            "export needs tensor inputs: example_inputs must be a tensor, a tuple of tensors or a "
-            f"dict with tensor values; got {type(example_inputs).__name__}"
-        )
-    return map_tensors(example_inputs, _cpu)
-
-
-def _cpu(tensor: Tensor) -> Tensor:
-    tensor = tensor.detach().cpu()
-    return tensor.float() if tensor.is_floating_point() else tensor
-
-
-def input_names(example: Any, base: str = "input") -> list[str]:
-    """ONNX input names for ``example``: ``base`` for a tensor, ``base``, ``base_1``, … for a
-    tuple, the keys of a dict (its tensor values)."""
-    args, kwargs = split(example)
-    if kwargs:
-        return [key for key, value in kwargs.items() if isinstance(value, Tensor)]
-    return [base if i == 0 else f"{base}_{i}" for i in range(len(args))]
-
-
-class Prediction(nn.Module):
-    """``model`` taking its inputs positionally (keyword inputs by ``keys``) and returning only
-    the prediction tensor (:func:`deepshrink.graph.io.logits_of` with ``select``)."""
-
-    def __init__(
-        self, model: nn.Module, keys: list[str] | None, constants: dict, select: Select
-    ) -> None:
-        super().__init__()
-        self.model, self.keys, self.constants, self.select = model, keys, constants, select
-
-    def forward(self, *values: Tensor) -> Tensor:
-        if self.keys is None:
-            output = self.model(*values)
-        else:
-            output = self.model(**dict(zip(self.keys, values, strict=True)), **self.constants)
-        return logits_of(output, self.select)
-
-
-def _wrapped(model: nn.Module, example: Any, select: Select) -> tuple[Prediction, tuple]:
-    """A CPU float eval copy of ``model`` as a :class:`Prediction`, and its positional inputs.
-
-    Parameters require gradients and export runs with autograd on, so PyTorch's inference fast
-    paths (``nn.TransformerEncoderLayer``'s ``_transformer_encoder_layer_fwd``, fused
-    ``nn.MultiheadAttention``), which the exporters cannot translate, stay off.
-    """
-    frozen = copy.deepcopy(model).cpu().float().eval()
-    for parameter in frozen.parameters():
-        parameter.requires_grad_(True)
-    args, kwargs = split(example)
-    if not kwargs:
-        return Prediction(frozen, None, {}, select), tuple(args)
-    tensors = {k: v for k, v in kwargs.items() if isinstance(v, Tensor)}
-    constants = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
-    return Prediction(frozen, list(tensors), constants, select), tuple(tensors.values())
-
-
 def export_float(model: nn.Module, example: Any, path: Path, config: OnnxExport) -> str:
     """Write the fp32 graph of ``model``'s prediction at ``path``; return the exporter used.
 
     ``exporter="auto"`` tries the TorchScript exporter, then the dynamo one. A failure is one
     line (each exporter's reason); the full traces are logged at debug level.
     """
-    wrapped, args = _wrapped(model, example, config.select)
-    names = input_names(example, config.input_name)
+    wrapped, args = _model.wrapped(model, example, config.select)
+    names = _model.input_names(example, config.input_name)
     order = ["torchscript", "dynamo"] if config.exporter == "auto" else [config.exporter]
     reasons = []
     for exporter in order:
@@ -306,7 +234,7 @@ def _torchscript(
 ) -> None:
     axes = {name: {0: "batch"} for name in [*names, config.output_name]}
     for name, value in zip(names, args, strict=True):
-        if config.dynamic_sequence and _tokens(value):
+        if config.dynamic_sequence and _model.tokens(value):
             axes[name] = {0: "batch", 1: "sequence"}
     torch.onnx.export(model, args, str(path), dynamo=False, opset_version=config.opset,
                       input_names=names, output_names=[config.output_name],
@@ -314,18 +242,13 @@ def _torchscript(
                       do_constant_folding=not _tied(model))  # fmt: skip
 
 
-def _tokens(value: Tensor) -> bool:
-    """Whether ``value`` looks like token ids or a mask: integers with a sequence axis."""
-    return not value.is_floating_point() and value.ndim >= 2
-
-
 def _check_sequence(model: nn.Module, example: Any, path: Path, config: OnnxExport) -> None:
     """Run the fp32 file on the example one token longer; refuse a graph that fixed the length
     (the TorchScript exporter bakes ``nn.MultiheadAttention``'s reshapes)."""
     from deepshrink.export.runtime import predict
 
-    longer = map_tensors(example, lambda t: torch.cat([t, t[:, -1:]], 1) if _tokens(t) else t)
-    wrapped, args = _wrapped(model, longer, config.select)
+    longer = map_tensors(example, lambda t: torch.cat([t, t[:, -1:]], 1) if _model.tokens(t) else t)
+    wrapped, args = _model.wrapped(model, longer, config.select)
     with torch.no_grad():
         expected = wrapped(*args).numpy()
     try:
@@ -361,8 +284,9 @@ def _dynamo(
     if config.dynamic_batch:  # a batch of one would be specialised to the constant 1
         args = tuple(torch.cat([a, a]) if a.ndim and a.shape[0] == 1 else a for a in args)
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        sequences = config.dynamic_sequence
         shapes = tuple(
-            ({0: batch, 1: sequence} if config.dynamic_sequence and _tokens(a) else {0: batch})
+            ({0: batch, 1: sequence} if sequences and _model.tokens(a) else {0: batch})
             if a.ndim else None
             for a in args
         )  # fmt: skip
