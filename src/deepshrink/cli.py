@@ -212,7 +212,13 @@ def _print_recipe_plan(recipe: Path) -> None:
         console.print(
             f"[bold]{step.label}[/bold] {step.action}: {step.parameters:,} params, "
             f"{step.nonzero:,} non-zero, {step.macs:,} MACs"
+            + (f"; covers {step.coverage}" if step.coverage else "")
         )
+        skipped = {k: v for k, v in step.skipped.items() if v != "not selected"}
+        for name, why in list(skipped.items())[:12]:
+            console.print(f"  skipped {name}: {why}")
+        if len(skipped) > 12:
+            console.print(f"  ... and {len(skipped) - 12} more skipped layers")
         if step.layers:
             table = Table("layer", "weights", "MACs")
             for row in step.layers:

@@ -167,10 +167,14 @@ class ChannelPruning(PruneConfig):
     ``ignore`` lists layer globs whose output channels are never removed (a coupled group is
     left whole when any layer producing its channels matches; ``"fc"`` or ``"conv1"``). Each
     group keeps a multiple of ``round_to`` channels, at least ``round_to`` (or all it has).
-    Channels that reach the model's output are never removed.
+    Channels that reach the model's output are never removed. On transformers ``ratio`` prunes
+    the feed-forward widths and ``heads`` (in [0, 1)) removes that share of whole attention
+    heads from every attention module channel pruning recognises (see ``docs/pruning.md``).
 
     >>> ChannelPruning(ratio=0.5, ignore=["fc"]).criterion
     'l1'
+    >>> ChannelPruning(ratio=0.5, heads=0.25).heads
+    0.25
     """
 
     method: ClassVar[str] = "channel"
@@ -181,6 +185,7 @@ class ChannelPruning(PruneConfig):
     overrides: dict[str, float] = {}
     ignore: list[str] = []
     round_to: int = 1
+    heads: float = 0.0
     seed: int = 0
 
     _check_criterion = field_validator("criterion")(_check_channel_criterion)
@@ -188,6 +193,7 @@ class ChannelPruning(PruneConfig):
     @model_validator(mode="after")
     def _check(self) -> ChannelPruning:
         check_fraction("ratio", self.ratio, "0.5 removes half the channels")
+        check_fraction("heads", self.heads, "0.5 removes half the heads of each attention module")
         _check_overrides(self.overrides, "ratio", "0.5 removes half of the layer's channels")
         if self.round_to < 1:
             raise ValueError(

@@ -72,26 +72,19 @@ def load_stage(context: Context, label: str) -> nn.Module:
 
 
 def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
-    """Per weight layer of ``before``: weights, and non-zero weights before and after.
-
-    A layer replaced by several (a factorization) counts the weights of all its parts.
+    """Per weight matrix of ``before`` (:func:`deepshrink.graph.layers.weight_slots`): weights,
+    and weights and non-zero weights after. A layer replaced by several (a factorization) counts
+    the weights of all its parts.
     """
-    from deepshrink.prune.targets import weight_layers
+    from deepshrink.graph.layers import slot_counts
 
-    def nonzero(model: nn.Module, name: str) -> tuple[int, int]:
-        total = kept = 0
-        for key, value in model.state_dict().items():
-            if key.endswith("weight") and (key.startswith(name + ".")):
-                total += value.numel()
-                kept += int(value.count_nonzero())
-        return total, kept
-
+    later = slot_counts(after)
     rows = []
-    for name in weight_layers(before):
-        weights, _ = nonzero(before, name)
-        after_total, after_kept = nonzero(after, name)
-        rows.append({"layer": name, "weights": weights, "weights_after": after_total,
-                     "nonzero_after": after_kept})  # fmt: skip
+    for name, (_, weights) in slot_counts(before).items():
+        parts = [v for k, v in later.items() if k == name or k.startswith(f"{name}.")]
+        rows.append({"layer": name, "weights": weights,
+                     "weights_after": sum(total for _, total in parts),
+                     "nonzero_after": sum(kept for kept, _ in parts)})  # fmt: skip
     return rows
 
 

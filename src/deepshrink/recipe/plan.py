@@ -24,7 +24,8 @@ from typing import Any
 from torch import nn
 
 from deepshrink.eval import count_macs, count_nonzero, count_parameters, per_layer_macs
-from deepshrink.recipe.run import Prepared
+from deepshrink.graph.coverage import coverage_of
+from deepshrink.recipe.run import Prepared, coverage_summary
 from deepshrink.recipe.stages import Context, finalized, run_stage
 
 __all__ = ["PlannedStage", "plan_recipe"]
@@ -42,6 +43,9 @@ class PlannedStage:
     nonzero: int
     macs: int
     layers: list[tuple[str, str, str]] = field(default_factory=list)
+    #: What the stage covered ("97.3% of weights, 2 layers skipped") and why it skipped what.
+    coverage: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _describe(stage: Any) -> str:
@@ -92,12 +96,17 @@ def plan_recipe(prepared: Prepared) -> list[PlannedStage]:
     for stage in prepared.recipe.stages:
         action = _describe(stage)
         rows: list[tuple[str, str, str]] = []
+        coverage: dict[str, Any] = {}
         if stage.kind in STRUCTURAL:
             before = _layer_counts(context.model, inputs)
+            seen = len(coverage_of(context.model))
             run_stage(context, _final_target(stage))
+            coverage = coverage_summary(coverage_of(context.model)[seen:])
             rows = _rows(before, _layer_counts(context.model, inputs))
         snapshot = _snapshot(stage.label, action, context.model, inputs)
         snapshot.layers = rows
+        snapshot.coverage = coverage.get("coverage", "")
+        snapshot.skipped = coverage.get("coverage_detail", {}).get("skipped", {})
         planned.append(snapshot)
     return planned
 
