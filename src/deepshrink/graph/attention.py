@@ -15,8 +15,9 @@ project onto the heads, and updates the attributes its ``forward`` reads after h
 
 ``nn.MultiheadAttention`` is not one of them: its packed ``in_proj_weight`` and
 ``F.multi_head_attention_forward`` tie the head size to ``embed_dim // num_heads`` and the head
-space to the width of the residual stream, so neither its heads nor its width can shrink
-alone (:data:`REFUSED` gives the reason that channel pruning reports).
+space to the width of the residual stream, so its width never shrinks and its heads go only by
+replacing it (:mod:`deepshrink.graph.mha`); :data:`REFUSED` gives the reason channel pruning
+reports for its channel groups.
 
 >>> from torch import nn
 >>> class SelfAttention(nn.Module):
@@ -43,9 +44,9 @@ __all__ = ["REFUSED", "AttentionSpec", "find_attention", "set_heads"]
 #: Why modules of these types block the channel groups that reach them.
 REFUSED = {
     nn.MultiheadAttention: (
-        "nn.MultiheadAttention: it packs q/k/v in in_proj_weight and ties its head size to "
-        "embed_dim // num_heads, so neither its heads nor its width can be removed alone; "
-        "its feed-forward layers are still pruned"
+        "nn.MultiheadAttention: its width (embed_dim) is not pruned, its packed in_proj_weight "
+        "ties the head size to embed_dim // num_heads; pass heads= to remove whole heads "
+        "(the module becomes a deepshrink.graph.mha.HeadAttention)"
     ),
 }
 

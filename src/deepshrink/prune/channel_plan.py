@@ -28,6 +28,7 @@ from deepshrink.errors import ConfigError, FormatError
 from deepshrink.graph import io
 from deepshrink.graph.attention import set_heads
 from deepshrink.graph.coupling import Coupling
+from deepshrink.graph.mha import cut_heads_
 from deepshrink.graph.slicing import channels_of, is_conv1d, slice_layer
 
 __all__ = [
@@ -120,6 +121,13 @@ def cut_(model: nn.Module, plan: dict[str, Any]) -> None:
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{_KIND}: attention entry {entry!r} does not fit ({exc})") from None
         set_heads(module, heads)
+    for entry in plan.get("multihead", []):
+        try:
+            name, heads, kept = str(entry["module"]), int(entry["heads"][0]), entry["kept"]
+            kept = [int(i) for i in kept]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise FormatError(f"{_KIND}: multihead entry {entry!r} is malformed ({exc})") from None
+        cut_heads_(model, name, heads, kept)
 
 
 def _traced_cuts(model: nn.Module, plan: dict[str, Any]) -> list[dict[str, Any]]:

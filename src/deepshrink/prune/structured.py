@@ -55,6 +55,7 @@ from deepshrink.prune.channel_plan import (
 )
 from deepshrink.prune.config import ChannelPruning
 from deepshrink.prune.masking import MASK_SUFFIX
+from deepshrink.prune.multihead import plan_multihead
 from deepshrink.prune.targets import Patterns, patterns
 
 __all__ = ["CHANNEL_KIND", "apply_plan_", "plan_channel_pruning", "prune_channels_"]
@@ -69,8 +70,7 @@ def _matches(names: Iterable[str], globs: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, g) for n in names for g in globs)
 
 
-def _check_globs(groups: list[ChannelGroup], field: str, globs: list[str]) -> None:
-    names = list(dict.fromkeys(n for g in groups for n in g.names))
+def _check_globs(names: list[str], field: str, globs: list[str]) -> None:
     for glob in globs:
         if not _matches(names, [glob]):
             raise ConfigError(
@@ -85,12 +85,15 @@ def _choose(
     include: Patterns,
     exclude: Patterns,
     heads: float,
+    modules: Iterable[str] = (),
 ) -> tuple[list[ChannelGroup], dict[str, str]]:
-    """The groups to prune and, for each group left whole, why."""
+    """The groups to prune and, for each group left whole, why (``modules``: more names that
+    globs may match, such as attention modules outside every group)."""
     wanted, ignored = patterns(include), [*config.ignore, *patterns(exclude)]
-    _check_globs(groups, "include", wanted)
-    _check_globs(groups, "ignore/exclude", ignored)
-    _check_globs(groups, "overrides glob", list(config.overrides))
+    names = list(dict.fromkeys([*(n for g in groups for n in g.names), *modules]))
+    _check_globs(names, "include", wanted)
+    _check_globs(names, "ignore/exclude", ignored)
+    _check_globs(names, "overrides glob", list(config.overrides))
     chosen, skipped = [], {}
     for group in groups:
         producers = [m.name for m in group.producers()]
@@ -211,7 +214,7 @@ def plan_channel_pruning(
     heads = _heads_share(config, heads)
     inputs = _inputs_of(model, example_inputs)
     coupling = Coupling(model, inputs)
-    chosen, skipped = _choose(coupling.groups, config, include, exclude, heads)
+    chosen, skipped = _choose(coupling.groups, config, include, exclude, heads, coupling.refused)
     data = collect_calibration(model, config.criterion, calibration)
     generator = torch.Generator().manual_seed(config.seed)
     raw = {g.root: channel_scores(config.criterion, g, data, generator) for g in chosen}
@@ -227,10 +230,13 @@ def plan_channel_pruning(
     checked = _checked(model, coupling, chosen, kept, kept_heads, inputs, skipped)
     for name, why in coupling.refused.items():
         skipped.setdefault(name, why)
-    if heads and not any(checked[root].attention for root in checked):
+    globs = (patterns(include), [*config.ignore, *patterns(exclude)])
+    multihead = plan_multihead(model, heads, *globs, inputs, skipped) if heads else []
+    if heads and not any(checked[root].attention for root in checked) and not multihead:
         raise ConfigError(
             f"heads={heads} removes no attention head: channel pruning cuts the heads of "
-            "attention modules with separate q/k/v Linear projections or GPT-2's fused c_attn, "
+            "attention modules with separate q/k/v Linear projections, GPT-2's fused c_attn "
+            "and nn.MultiheadAttention, "
             f"and found none it could cut ({_attention_reasons(coupling, skipped)}); "
             "drop heads= to prune the other layers"
         )
@@ -246,6 +252,7 @@ def plan_channel_pruning(
         ],
         "cuts": merge_cuts([checked[root].cuts for root in checked]),
         "attention": [a for root in checked for a in checked[root].attention],
+        "multihead": multihead,
         "skipped": skipped,
     }
     plan.update(measure(model, plan, inputs))
@@ -328,6 +335,10 @@ def _coverage(model: nn.Module, plan: dict[str, Any]) -> Coverage:
     for cut in plan["cuts"]:
         if len(cut["kept"]) < cut["size"]:
             changed[cut["layer"]] = _weights(model.get_submodule(cut["layer"]))
+    for entry in plan.get("multihead", []):
+        if entry["heads"][1] < entry["heads"][0]:
+            module = model.get_submodule(entry["module"])
+            changed[entry["module"]] = sum(p.numel() for p in module.parameters() if p.ndim >= 2)
     total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values() if p.ndim >= 2)
     skipped = dict(plan["skipped"])
     for group in plan["groups"]:
