@@ -139,6 +139,16 @@ def test_attention_modules_read_the_new_head_counts() -> None:
     assert gpt2.lm_head.weight is gpt2.transformer.wte.weight  # the tie is kept
 
 
+def test_prune_takes_heads_from_the_config() -> None:
+    model, x = tiny_vit(), image()
+    before = count_parameters(model)
+    prune_(model, ChannelPruning(ratio=0.5, heads=0.5), example_inputs=x)
+    assert model.vit.layers[0].attention.num_attention_heads == 2
+    assert model.vit.layers[0].mlp.fc1.out_features == 64
+    assert count_parameters(model) <= 0.7 * before
+    assert logits(model, x).shape == (2, 10)
+
+
 def test_ratio_zero_and_all_kept_plans_change_nothing() -> None:
     model, x = tiny_bert(), tokens()
     before = logits(model, x)
