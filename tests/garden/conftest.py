@@ -1,7 +1,7 @@
 """The contract suite's recorder: every cell's outcome, written as JSON after the run.
 
 Set ``DEEPSHRINK_SUPPORT_JSON=path.json`` to keep the outcomes; ``tests/garden/render.py`` turns
-that file into ``docs/model-support.md``.
+that file into ``docs/model-support.md``. The garden runs with one torch thread.
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> Any:
+    """Tiny models gain nothing from intra-op threads, and on a busy machine two threads make
+    a small GRU call about 50x slower (measured), so the garden runs single-threaded."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 _CELLS: dict[str, dict[str, dict[str, str]]] = {}
 _START = time.monotonic()

@@ -357,6 +357,34 @@ def own_loop(spec: Specimen, cell: Cell, tmp: Path) -> str:
     return f"masks held on {len(zeros)} weight tensors over {2 * len(spec.batches())} steps"
 
 
+def own_loop_kmeans(spec: Specimen, cell: Cell, tmp: Path) -> str:
+    model, example, ref, ties = cell.build(spec)
+    before, types = weight_names(model), module_types(model)
+    ds.quantize_(model, ds.KMeansQuantization(bits=4))
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for batch in spec.batches():
+        optimizer.zero_grad()
+        loss_of(model, batch).backward()
+        optimizer.step()
+    trained = [
+        n for n, p in model.named_parameters() if n in start and not torch.equal(p, start[n])
+    ]
+    check(bool(trained), WRONG, "nothing trained in a plain PyTorch loop after k-means")
+    runs_like(model, example, ref)
+    check_ties(model, ties, "after a plain training loop")
+    finalize(model)
+    changed = changed_weights(model, before, types)
+    check(bool(changed), SILENT, "KMeansQuantization returned normally and changed no weight")
+    for name in changed:
+        weight = resolve(model, name)
+        if isinstance(weight, Tensor):
+            check(_codebook_ok(model, name, weight), WRONG,
+                  f"{name}: weight sharing lost in a plain PyTorch loop")  # fmt: skip
+    return f"sharing held after {len(spec.batches())} steps ({len(trained)} tensors trained)"
+
+
 CAPABILITIES: dict[str, tuple[Capability, str]] = {
     "magnitude_layer": (_magnitude("layer"), "MagnitudePruning(sparsity=0.5), layer scope"),
     "magnitude_global": (_magnitude("global"), "MagnitudePruning(sparsity=0.5, scope='global')"),
@@ -377,4 +405,6 @@ CAPABILITIES: dict[str, tuple[Capability, str]] = {
     "evaluate": (evaluate, "ds.evaluate on labelled batches: accuracy and parameter count"),
     "fit": (fit, "ds.fit 3 epochs on the batches: training loss decreases"),
     "own_loop": (own_loop, "plain PyTorch SGD loop after MagnitudePruning keeps the masks"),
+    "own_loop_kmeans": (own_loop_kmeans, "plain PyTorch SGD loop trains k-means centroids, "
+                        "sharing kept"),
 }  # fmt: skip
