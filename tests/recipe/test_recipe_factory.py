@@ -79,3 +79,27 @@ def test_root_goes_with_a_factory() -> None:
     assert ModelSpec(factory="mynet:build", root="src").root == "src"
     with pytest.raises(ValueError, match="root is the folder of a factory"):
         ModelSpec(zoo="lenet5", root="src")
+
+
+def test_a_recipe_finds_the_factory_module_beside_it_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepshrink.recipe import load_recipe, prepare
+
+    folder = tmp_path / "project"
+    (folder / "mlp_beside_recipe.py").parent.mkdir(parents=True)
+    (folder / "mlp_beside_recipe.py").write_text(
+        "from torch import nn\n\n\ndef build(hidden=16):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(),"
+        " nn.Linear(hidden, 10))\n"
+    )
+    (folder / "recipe.yaml").write_text(
+        "version: 1\nname: factory_beside\n"
+        "model: {factory: 'mlp_beside_recipe:build', args: {hidden: 12}}\n"
+        "data: {name: digits, train_limit: 64, test_limit: 32}\n"
+        "stages:\n  - prune: {method: magnitude, sparsity: 0.5}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    recipe, text = load_recipe(folder / "recipe.yaml")
+    model = prepare(recipe, text).model
+    assert model[1].weight.shape == (12, 64)

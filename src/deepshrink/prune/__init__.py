@@ -40,7 +40,12 @@ from deepshrink.prune.distill import distillation_loss
 from deepshrink.prune.lottery import LotteryTicket, lottery_ticket, rewind_
 from deepshrink.prune.masking import enforce_masks_, finalize_, iter_masks
 from deepshrink.prune.neuron import prune_neurons_
-from deepshrink.prune.schedules import IterativeStep, PolynomialDecay, iterative_prune
+from deepshrink.prune.schedules import (
+    IterativeStep,
+    PolynomialDecay,
+    PruningStepper,
+    iterative_prune,
+)
 from deepshrink.prune.slimming import slimming_penalty
 from deepshrink.prune.structured import apply_plan_, plan_channel_pruning, prune_channels_
 from deepshrink.prune.unstructured import prune_magnitude_, sparsity, weight_counts
@@ -50,6 +55,7 @@ register_method(NeuronPruning, prune_neurons_)
 register_method(ChannelPruning, prune_channels_)
 
 __all__ = [
+    "PruningStepper",
     "CHANNEL_CRITERIA",
     "CRITERIA",
     "METHODS",

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
+from deepshrink.graph.io import call, logits_of
 from deepshrink.train import LossHook, StepContext
 
 __all__ = ["distillation_loss", "soft_target_loss"]
@@ -65,7 +66,7 @@ def distillation_loss(teacher: nn.Module, temperature: float = 4.0, alpha: float
     def hook(context: StepContext) -> Tensor:
         teacher.eval()
         with torch.no_grad():
-            teacher_logits = teacher(context.inputs)
+            teacher_logits = logits_of(call(teacher, context.inputs))
         soft = soft_target_loss(context.logits, teacher_logits, temperature)
         return alpha * soft - alpha * context.loss
 

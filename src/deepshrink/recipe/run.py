@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import importlib
 import json
 import logging
 from dataclasses import dataclass
@@ -78,6 +77,9 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     model, data = recipe.model, recipe.data
     if model.checkpoint is not None and not Path(model.checkpoint).is_absolute():
         model = model.model_copy(update={"checkpoint": str(base / model.checkpoint)})
+    if model.factory is not None:  # a factory's module is looked for beside the recipe first
+        root = base / model.root if model.root is not None else base
+        model = model.model_copy(update={"root": str(root)})
     if data.root is not None and not Path(data.root).is_absolute():
         data = data.model_copy(update={"root": str(base / data.root)})
     return recipe.model_copy(update={"model": model, "data": data})
@@ -117,17 +119,9 @@ def build_model(recipe: Recipe) -> nn.Module:
         from deepshrink.train import load_checkpoint
 
         return load_checkpoint(spec.checkpoint)[0]
-    module_name, _, function = str(spec.factory).partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"model.factory: cannot import {spec.factory!r}: {error}") from None
-    model = factory(**spec.args)
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"model.factory: {spec.factory} returned {type(model).__name__}, not a torch.nn.Module"
-        )
-    return model
+    from deepshrink.recipe.schema import call_factory
+
+    return call_factory(str(spec.factory), spec.args, spec.root)
 
 
 def load_data(recipe: Recipe) -> Any:
