@@ -311,6 +311,8 @@ def _model_or_checkpoint(source: str) -> Any:
 @click.option("--scope", default="local", show_default=True, help="local or global.")
 @click.option("--ignore", multiple=True, help="Layer glob never pruned (repeatable).")
 @click.option("--round-to", default=1, show_default=True, help="Kept channels multiple.")
+@click.option("--heads", default=0.0, show_default=True,
+              help="Fraction of whole attention heads to remove (transformers).")  # fmt: skip
 @click.option("--json", "json_out", type=_PATH, help="Also write the plan to this JSON file.")
 def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...],
                  **settings: Any) -> None:  # fmt: skip
