@@ -235,3 +235,69 @@ def test_a_token_model_is_calibrated_on_its_token_ids_and_exports_like_it_comput
         expected = model(**x).logits.numpy()
     got = predict(path, x)
     assert np.abs(got - expected).max() <= 0.01 * np.abs(expected).max()
+
+
+def test_gpt2_conv1d_layers_train_quantized_and_export_as_the_model_computes(tmp_path):
+    """Hugging Face Conv1D (weights in × out): per-output-channel grids along axis 1."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("onnxruntime")
+    from deepshrink.export import predict
+    from deepshrink.graph.coverage import coverage_of
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100,
+                                     n_positions=32, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    generator = torch.Generator().manual_seed(0)
+    x = {"input_ids": torch.randint(0, 100, (8, 12), generator=generator)}
+    with torch.no_grad():
+        reference = model(**x).logits
+    batches = [{"input_ids": torch.randint(0, 100, (8, 12), generator=generator)}] * 2
+    prepare_qat_(model, QuantAwareTraining(), calibration=batches)
+    attention = model.transformer.h[0].attn.c_attn
+    assert is_qat(attention) and attention.weight_quantizer.scale.shape == (96,)  # out channels
+    assert model.lm_head.weight is model.transformer.wte.weight  # the tie is kept
+    skipped = coverage_of(model)[-1].skipped
+    assert "table lookup" in skipped["transformer.wpe"]
+    with torch.no_grad():
+        quantized = model.eval()(**x).logits
+    assert not torch.equal(quantized, reference)
+    assert (quantized - reference).abs().max() <= 0.05 * reference.abs().max()
+    path = ds.export(model, tmp_path / "gpt2.onnx", int8=True, example_inputs=x)
+    got = predict(path, x)
+    assert np.abs(got - quantized.numpy()).max() <= 0.01 * quantized.abs().max().item()
+    plain = convert_qat_(copy.deepcopy(model)).transformer.h[0].attn.c_attn
+    assert type(plain).__name__ == "Conv1D"
+
+
+class Lookup(nn.Module):
+    """Only an embedding and a recurrent layer: nothing quantization-aware training covers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding, self.gru = nn.Embedding(20, 4), nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.gru(self.embedding(tokens))[0]
+
+
+def test_a_model_without_linear_or_conv_layers_is_refused_with_each_reason():
+    tokens = torch.randint(0, 20, (4, 5))
+    with pytest.raises(ConfigError, match=r"no layer.*embedding \(an embedding is a table.*GRU"):
+        prepare_qat_(Lookup(), QuantAwareTraining(), calibration=tokens)
+
+
+def test_skipped_weights_are_named_with_their_reason_in_a_warning(caplog):
+    class Tagger(Lookup):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.head(super().forward(tokens))
+
+    tokens = torch.randint(0, 20, (4, 5))
+    with caplog.at_level("WARNING"):
+        model = prepare_qat_(Tagger(), QuantAwareTraining(), calibration=tokens)
+    assert list(qat_layers(model)) == ["head"]
+    assert "covers only" in caplog.text and "GRU gates run in a fused kernel" in caplog.text

@@ -37,6 +37,7 @@ _SHIFT = 128
 
 def _constants(graph: Any) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
+    from onnx.helper import tensor_dtype_to_np_dtype
 
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:  # topological order: an Identity follows what it copies
@@ -44,6 +45,9 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         elif node.op_type == "Identity" and node.input[0] in values:
             values[node.output[0]] = values[node.input[0]]
+        elif node.op_type == "Cast" and node.input[0] in values:  # unfolded graphs (tied weights)
+            to = next(a.i for a in node.attribute if a.name == "to")
+            values[node.output[0]] = values[node.input[0]].astype(tensor_dtype_to_np_dtype(to))
     return values
 
 
@@ -73,11 +77,11 @@ def _fold(graph: Any, node: Any, constants: dict[str, np.ndarray]) -> None:
 
 
 def _drop_unused(graph: Any) -> None:
-    """Remove initializers and ``Identity``/``Constant`` nodes nothing reads any more."""
+    """Remove initializers and ``Identity``/``Constant``/``Cast`` nodes nothing reads any more."""
     outputs = {value.name for value in graph.output}
     while True:
         used = {name for node in graph.node for name in node.input} | outputs
-        dead = [n for n in graph.node if n.op_type in ("Identity", "Constant")
+        dead = [n for n in graph.node if n.op_type in ("Identity", "Constant", "Cast")
                 and not any(out in used for out in n.output)]  # fmt: skip
         for node in dead:
             graph.node.remove(node)

@@ -70,9 +70,16 @@ def fold_batchnorm_(model: nn.Module) -> list[str]:
     """Fold every conv → BatchNorm pair of ``model`` in place; return the folded convs' names."""
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-    if not any(isinstance(module, _NORMS) for module in model.modules()):
+    norms = [name for name, module in model.named_modules() if isinstance(module, _NORMS)]
+    if not norms:
         return []  # nothing to fold: no need to trace (transformers often do not fx-trace)
-    pairs = conv_batchnorm_pairs(model)
+    try:
+        pairs = conv_batchnorm_pairs(model)
+    except ConfigError as exc:  # untraceable: train with the BatchNorm layers as they are
+        why = str(exc).split("; pass")[0]
+        names = ", ".join(norms[:8]) + (", ..." if len(norms) > 8 else "")
+        logger.warning("BatchNorm not folded (%s): %s stay float layers", why, names)
+        return []
     for conv_name, norm_name in pairs:
         conv, norm = model.get_submodule(conv_name), model.get_submodule(norm_name)
         if norm.running_mean is None or norm.running_var is None:

@@ -94,10 +94,14 @@ def calibrate_activations(
     >>> sorted(ranges), ranges["0"][1].item()
     (['0'], 0)
     """
-    observers = {name: Observer(scheme) for name, _ in _layers(model)}
+    from deepshrink.graph.layers import is_transposed_linear
+
+    layers = [(n, m) for n, m in model.named_modules()
+              if isinstance(m, LAYERS) or is_transposed_linear(m)]  # fmt: skip
+    observers = {name: Observer(scheme) for name, _ in layers}
     handles = [
         layer.register_forward_pre_hook(lambda _m, args, n=name: observers[n].update(args[0]))
-        for name, layer in _layers(model)
+        for name, layer in layers
     ]
     was_training = model.training
     model.eval()

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.graph import forget, record, register_rebuilder
+from deepshrink.graph.coverage import measure_coverage, report_coverage
 from deepshrink.prune.masking import apply_mask_, mask_of
 from deepshrink.prune.targets import Patterns, select
 from deepshrink.quantize.config import METHODS, QuantizeConfig
@@ -149,6 +150,30 @@ QAT_TYPES: dict[type[nn.Module], type[nn.Module]] = {
 _PLAIN = {qat: plain for plain, qat in QAT_TYPES.items()}
 
 
+class QATTransposedLinear(QATMixin):
+    """Mixed into a Hugging Face ``Conv1D`` (a linear map with an in × out weight): computes
+    ``x @ fake_quant(weight) + bias`` with per-output-channel grids along the weight's axis 1."""
+
+    def _apply_weight(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.linear(x, weight.t(), self.bias)
+
+
+def qat_type(module: nn.Module) -> type[nn.Module] | None:
+    """The quantization-aware class for ``module``, or ``None`` when it has none."""
+    from deepshrink.graph.layers import is_transposed_linear
+
+    kind = type(module)
+    if kind in QAT_TYPES:
+        return QAT_TYPES[kind]
+    if kind in _PLAIN or not is_transposed_linear(module):
+        return None
+    made = next((q for q, plain in _PLAIN.items() if plain is kind), None)
+    if made is None:  # one subclass per Conv1D class, made when first needed
+        made = type(f"QAT{kind.__name__}", (QATTransposedLinear, kind), {})
+        _PLAIN[made] = kind
+    return made
+
+
 def is_qat(module: nn.Module) -> bool:
     """Whether ``module`` is a quantization-aware layer."""
     return type(module) in _PLAIN
@@ -160,13 +185,19 @@ def qat_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _make_qat(layer: nn.Module, config: QuantAwareTraining) -> None:
-    weights = FakeQuantize(config.weights, mode="weight", learnable=config.learnable_scale,
-                           channels=layer.weight.shape[config.weights.axis])  # fmt: skip
+    kind = qat_type(layer)
+    if kind is None:
+        raise ConfigError(f"{type(layer).__name__} has no quantization-aware layer")
+    scheme = config.weights
+    if issubclass(kind, QATTransposedLinear) and scheme.granularity == "channel":
+        scheme = scheme.model_copy(update={"axis": 1})  # output channels of an in × out weight
+    weights = FakeQuantize(scheme, mode="weight", learnable=config.learnable_scale,
+                           channels=layer.weight.shape[scheme.axis])  # fmt: skip
     weights.observe(layer.weight)
     inputs = None
     if config.activations is not None:
         inputs = FakeQuantize(config.activations, learnable=config.learnable_scale)
-    layer.__class__ = QAT_TYPES[type(layer)]
+    layer.__class__ = kind
     layer.add_module("weight_quantizer", weights.to(layer.weight.device))
     layer.add_module("input_quantizer", inputs.to(layer.weight.device) if inputs else None)
 
@@ -186,11 +217,16 @@ def prepare_qat_(
     if config.activations is not None and calibration is None:
         raise ConfigError("quantization-aware training of activations needs calibration= data "
                           "to set their starting ranges; or pass activations=None")  # fmt: skip
+    reasons = _skip_reasons(model)
+    candidates = {n: m for n, m in model.named_modules() if qat_type(m) is not None}
+    layers = select(candidates, include, exclude, method=_METHOD, unavailable=reasons)
+    narrowed = include is not None or exclude is not None
+    coverage = measure_coverage(_METHOD, model, list(layers), reasons, narrowed=narrowed)
+    if not layers:
+        report_coverage(model, coverage)  # raises, naming what blocked each layer
     was_training = model.training
     model.eval()
     folded = fold_batchnorm_(model) if config.fold_bn else []
-    candidates = {n: m for n, m in model.named_modules() if type(m) in QAT_TYPES}
-    layers = select(candidates, include, exclude, method="quantize")
     if config.preserve_sparsity:
         for layer in layers.values():
             if mask_of(layer, "weight") is None and bool((layer.weight == 0).any()):
@@ -204,9 +240,38 @@ def prepare_qat_(
         if name in ranges:
             layer.input_quantizer.set_qparams(*ranges[name])
     record(model, QAT_KIND, layers=sorted(layers), config=config.model_dump(mode="json"))
+    report_coverage(model, coverage)
     model.train(was_training)
     logger.info("quantization-aware: %d layers (%d BatchNorm folded)", len(layers), len(folded))
     return model
+
+
+_METHOD = "quantization-aware training"
+
+
+def _skip_reasons(model: nn.Module) -> dict[str, str]:
+    """Why each weight matrix outside a ``Linear``/``Conv1d-3d`` is not trained quantized."""
+    from deepshrink.graph.layers import weight_slots
+
+    reasons = {}
+    for name, slot in weight_slots(model).items():
+        module = slot.module
+        if qat_type(module) is not None:
+            continue
+        if isinstance(module, nn.Embedding):
+            why = ("an embedding is a table lookup, not a matmul; int8 export "
+                   "(ds.export int8=...) quantizes the table after training")  # fmt: skip
+        elif isinstance(module, nn.RNNBase):
+            why = (f"{type(module).__name__} gates run in a fused kernel with no fake-quantized "
+                   "variant; ds.export(int8='dynamic') quantizes them")  # fmt: skip
+        elif isinstance(module, nn.MultiheadAttention) or name.endswith(".out_proj"):
+            why = ("nn.MultiheadAttention uses in_proj_weight and out_proj.weight in its fused "
+                   "functional call, not through Linear layers")  # fmt: skip
+        else:
+            why = (f"{type(module).__name__} has no quantization-aware layer (Linear, "
+                   "Conv1d/2d/3d and Hugging Face Conv1D have one)")  # fmt: skip
+        reasons[name] = why
+    return reasons
 
 
 def convert_qat_(model: nn.Module) -> nn.Module:
@@ -237,6 +302,6 @@ def _rebuild_qat(model: nn.Module, entry: dict[str, Any]) -> None:
             layer = model.get_submodule(name)
         except AttributeError:
             raise FormatError(f"{QAT_KIND}: the model has no module {name!r}") from None
-        if type(layer) not in QAT_TYPES:
+        if qat_type(layer) is None:
             raise FormatError(f"{QAT_KIND}: {name} is a {type(layer).__name__}")
         _make_qat(layer, config)
