@@ -299,6 +299,21 @@ def _onnx(int8: Any) -> Capability:
     return run
 
 
+def onnx_qat(spec: Specimen, cell: Cell, tmp: Path) -> str:
+    model, example, ref, _ = cell.build(spec)
+    ds.quantize_(model, dq.QuantAwareTraining(), calibration=spec.batches())
+    fake = predict(model, example)
+    path = ds.export(model, tmp / f"{spec.name}.qat.onnx", int8=True, example_inputs=example)
+    outputs, ops = ort_outputs(Path(path), example)
+    value = matching_output(outputs, ref)
+    quant = sorted(ops & QUANT_OPS)
+    check(bool(quant), SILENT, "the quantization-aware model was exported with no quantized op")
+    error = relative_error(value, fake)
+    check(error < 0.2, WRONG, f"ONNX Runtime int8 off the fake-quantized PyTorch model by "
+          f"{error:.2f} (relative)")  # fmt: skip
+    return f"relative error {error:.3f} vs the fake-quantized model; ops {', '.join(quant[:3])}"
+
+
 # ---- training and evaluation ----
 
 
@@ -402,6 +417,7 @@ CAPABILITIES: dict[str, tuple[Capability, str]] = {
     "onnx_fp32": (_onnx(False), "ds.export fp32, run in ONNX Runtime, close to PyTorch"),
     "onnx_int8_static": (_onnx(True), "ds.export int8=True (QDQ), calibrated, in ONNX Runtime"),
     "onnx_int8_dynamic": (_onnx("dynamic"), "ds.export int8='dynamic', in ONNX Runtime"),
+    "onnx_qat": (onnx_qat, "QuantAwareTraining, then ds.export int8=True with its own scales"),
     "evaluate": (evaluate, "ds.evaluate on labelled batches: accuracy and parameter count"),
     "fit": (fit, "ds.fit 3 epochs on the batches: training loss decreases"),
     "own_loop": (own_loop, "plain PyTorch SGD loop after MagnitudePruning keeps the masks"),
