@@ -274,6 +274,27 @@ def dsz_factorized(spec: Specimen, cell: Cell, tmp: Path) -> str:
     return _round_trip(spec, model, example, tmp)
 
 
+def _checkpoint_trip(spec: Specimen, model: nn.Module, example: Any, tmp: Path) -> str:
+    ref, ties = predict(model, example), tie_groups(model)
+    path = ds.save_checkpoint(model, tmp / spec.name)
+    loaded, _ = ds.load_checkpoint(path, model=spec.build(1))
+    out = predict(loaded, example)
+    check(out.shape == ref.shape and torch.equal(out, ref), WRONG,
+          "outputs differ after save_checkpoint / load_checkpoint")  # fmt: skip
+    check_ties(loaded, ties, "after load_checkpoint")
+    return f"bit-identical after a checkpoint round trip, {params(loaded):,} params"
+
+
+def checkpoint_dense(spec: Specimen, cell: Cell, tmp: Path) -> str:
+    model, example, _, _ = cell.build(spec)
+    return _checkpoint_trip(spec, model, example, tmp)
+
+
+def checkpoint_channel(spec: Specimen, cell: Cell, tmp: Path) -> str:
+    model, example, _, _ = _channel_prune(spec, cell)
+    return _checkpoint_trip(spec, model, example, tmp)
+
+
 # ---- ONNX Runtime ----
 
 
@@ -414,6 +435,8 @@ CAPABILITIES: dict[str, tuple[Capability, str]] = {
     "dsz_pruned": (dsz_pruned, ".dsz round trip after magnitude pruning"),
     "dsz_channel": (dsz_channel, ".dsz round trip after channel pruning"),
     "dsz_factorized": (dsz_factorized, ".dsz round trip after SVD"),
+    "checkpoint_dense": (checkpoint_dense, "save_checkpoint / load_checkpoint of the dense model"),
+    "checkpoint_channel": (checkpoint_channel, "checkpoint round trip after channel pruning"),
     "onnx_fp32": (_onnx(False), "ds.export fp32, run in ONNX Runtime, close to PyTorch"),
     "onnx_int8_static": (_onnx(True), "ds.export int8=True (QDQ), calibrated, in ONNX Runtime"),
     "onnx_int8_dynamic": (_onnx("dynamic"), "ds.export int8='dynamic', in ONNX Runtime"),
