@@ -6,6 +6,7 @@ onnx or onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,16 +82,33 @@ def quantize_static(source: Path, target: Path, config: OnnxExport, batches: lis
         "percentile": CalibrationMethod.Percentile,
     }
     activation = QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8
-    ort_quantize_static(
-        str(source),
-        str(target),
-        _reader(batches, graph_inputs(source)),
-        quant_format=QuantFormat.QDQ,
-        per_channel=config.per_channel,
-        activation_type=activation,
-        weight_type=QuantType.QInt8,
-        calibrate_method=methods[config.calibration_method],
-    )
+    with _quiet_axis_warnings():
+        ort_quantize_static(
+            str(source),
+            str(target),
+            _reader(batches, graph_inputs(source)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=config.per_channel,
+            activation_type=activation,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[config.calibration_method],
+        )
+
+
+@contextlib.contextmanager
+def _quiet_axis_warnings() -> Iterator[None]:
+    """Drop the quantizer's root-logger warning, repeated per call, that a per-channel axis does
+    not apply to a 1-D weight such as LayerNorm's (that weight is then quantized per tensor)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def quantize_dynamic(source: Path, target: Path, config: OnnxExport) -> None:
