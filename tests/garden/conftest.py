@@ -1,7 +1,8 @@
 """The contract suite's recorder: every cell's outcome, written as JSON after the run.
 
 Set ``DEEPSHRINK_SUPPORT_JSON=path.json`` to keep the outcomes; ``tests/garden/render.py`` turns
-that file into ``docs/model-support.md``. The garden runs with one torch thread.
+that file into ``docs/model-support.md`` (``DEEPSHRINK_SUPPORT_MD=page.md`` renders it right after
+the run). The garden runs with one torch thread.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _metadata() -> dict[str, Any]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = os.environ.get("DEEPSHRINK_SUPPORT_JSON")
-    if not path or not _CELLS:
+    if not path or not _CELLS:  # nothing asked for, or no cell ran
         return
     result = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -86,3 +87,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "cells": _CELLS,
     }
     Path(path).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    page = os.environ.get("DEEPSHRINK_SUPPORT_MD")
+    if page:
+        from render import render
+
+        Path(page).write_text(render(result))

@@ -55,6 +55,10 @@ DEEPSHRINK_SUPPORT_JSON=/tmp/garden.json .venv/bin/python -m pytest tests/garden
 .venv/bin/python tests/garden/render.py /tmp/garden.json -o docs/model-support.md
 ```
 
+(or set `DEEPSHRINK_SUPPORT_MD=docs/model-support.md` beside `DEEPSHRINK_SUPPORT_JSON` and the
+suite writes the page itself when it ends). A run of part of the suite (`-k`) leaves the cells it
+did not run as `·`.
+
 The suite (`tests/garden/test_contract.py`) runs every garden model (`garden_models.py`) through
 every capability (`garden_cells.py`) and classifies each outcome itself (`garden_oracles.py`);
 a cell's test passes only for ✓ or a clean refusal. Nothing is marked xfail: the failing cells
