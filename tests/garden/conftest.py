@@ -48,7 +48,7 @@ def record() -> Any:
 
 def _metadata() -> dict[str, Any]:
     import torch
-    from garden_cells import CAPABILITIES
+    from garden_capabilities import CAPABILITIES
     from garden_models import GARDEN
 
     import deepshrink

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from garden_cells import CAPABILITIES, PASSING, run_cell  # noqa: E402
+from garden_capabilities import CAPABILITIES, PASSING, run_cell  # noqa: E402
 from garden_models import GARDEN  # noqa: E402
 
 
