@@ -55,17 +55,22 @@ Capability = Callable[[Specimen, Cell, Path], str]
 
 
 def finalize(model: nn.Module) -> nn.Module:
-    """Make every pending method permanent, as the README does."""
-    return dq.finalize_(ds.finalize_(model))
+    """Make every pending method permanent, as the README does (``ds.finalize_``, then the
+    quantization finalizer while it is still a separate verb)."""
+    ds.finalize_(model)
+    quantized = getattr(dq, "finalize_", None)
+    return quantized(model) if quantized not in (None, ds.finalize_) else model
 
 
 def loss_of(model: nn.Module, batch: Any) -> Tensor:
+    """Cross-entropy of a batch, per sample or per token."""
     inputs, labels = inputs_and_labels(batch)
     logits = logits_of(call(model, inputs))
     return F.cross_entropy(logits.flatten(0, -2), labels.flatten())
 
 
 def mean_loss(model: nn.Module, batches: list[Any]) -> float:
+    """Mean :func:`loss_of` over ``batches`` in eval mode."""
     model.eval()
     with torch.no_grad():
         return sum(float(loss_of(model, batch)) for batch in batches) / len(batches)
