@@ -104,7 +104,7 @@ def classify(run: Callable[[], str], model_of: Callable[[], nn.Module | None]) -
     except Verdict as verdict:
         return Outcome(verdict.kind, one_line(verdict.detail))
     except DeepshrinkError as error:
-        text = f"{type(error).__name__}: {one_line(str(error), 200)}"
+        text = f"{type(error).__name__}: {one_line(str(error), 400)}"
         kind = REFUSED if names_layer_or_op(str(error), model_of()) else VAGUE
         return Outcome(kind, text if kind == REFUSED else f"{text} ({_where(error)})")
     except Exception as error:  # noqa: BLE001 - a foreign exception is a cell's outcome
