@@ -33,7 +33,11 @@ execution goes through ``deepshrink.export`` (ONNX Runtime).
 from __future__ import annotations
 
 from deepshrink.quantize.api import finalize_, quantize_, register_method
-from deepshrink.quantize.calibration import calibration_batches, calibration_inputs
+from deepshrink.quantize.calibration import (
+    calibration_batches,
+    calibration_inputs,
+    input_batches,
+)
 from deepshrink.quantize.config import (
     METHODS,
     KMeansQuantization,
@@ -96,6 +100,7 @@ __all__ = [
     "calibrate_activations",
     "calibration_batches",
     "calibration_inputs",
+    "input_batches",
     "fake_quantize_",
     "quantize_weights_",
     "remove_fake_quantization_",

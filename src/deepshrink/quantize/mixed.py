@@ -50,7 +50,7 @@ from deepshrink.graph.io import batch_size, call, logits_of, map_tensors
 from deepshrink.graph.layers import Slot, unknown_reasons, weight_slots
 from deepshrink.prune.masking import enforce_masks_
 from deepshrink.prune.targets import Patterns, layer_values, select
-from deepshrink.quantize.calibration import _sample, calibration_inputs
+from deepshrink.quantize.calibration import _sample, input_batches
 from deepshrink.quantize.config import METHODS, QuantizeConfig
 from deepshrink.quantize.kmeans import _worded
 from deepshrink.quantize.observers import Observer, QuantScheme
@@ -403,9 +403,8 @@ def _batches(calibration: Any, samples: int, *, needs_labels: bool) -> list[tupl
                 left = samples - count
                 pairs.append((map_tensors(x, lambda t, n=left: t[:n]), torch.as_tensor(y)[:left]))
                 count += batch_size(pairs[-1][0])
-    else:
-        x = calibration_inputs(calibration, samples=samples)
-        pairs = [(x[i : i + 64], None) for i in range(0, x.shape[0], 64)]
+    else:  # inputs only (a tensor, tuple or keyword dict per batch)
+        pairs = [(x, None) for x in input_batches(calibration, samples=samples, batch_size=64)]
     if needs_labels and any(y is None for _, y in pairs):
         raise ConfigError(
             "metric='loss' needs labelled calibration data ((inputs, labels) batches, a dataset "

@@ -66,6 +66,8 @@ class Export(_Strict):
     per_channel: bool = True
     calibration_samples: int = Field(256, gt=0)
     latency_rounds: int = Field(5, ge=0, description="0: no latency comparison")
+    exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
+    select: str | int | None = Field(None, description="output key or index holding the logits")
 
 
 @stage_kind("export", doc="an ONNX file (fp32, fp16 or int8), measured in ONNX Runtime")
@@ -93,7 +95,8 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
     train = context.data.train.without_transform()
     calibration = train.subset(torch.arange(min(settings.calibration_samples, len(train))))
     model = finalized(context.model)
-    options = {"per_channel": settings.per_channel} if settings.int8 else {}
+    options: dict[str, Any] = {"per_channel": settings.per_channel} if settings.int8 else {}
+    options |= {"exporter": settings.exporter, "select": settings.select}
     export(model, path, int8=settings.int8, fp16=settings.fp16,
            calibration=calibration if settings.int8 else None, **options)  # fmt: skip
     context.artifacts[name] = str(path)
@@ -105,7 +108,8 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
         "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "onnx_accuracy": result.top1,
     }  # fmt: skip
     if settings.latency_rounds and (settings.int8 or settings.fp16):
-        reference = export(_float_twin(model), context.out / "stages" / stage.label / "fp32.onnx")
+        reference = export(_float_twin(model), context.out / "stages" / stage.label / "fp32.onnx",
+                           exporter=settings.exporter, select=settings.select)  # fmt: skip
         shape = tuple(context.data.input_shape)
         timing = compare_latency({"fp32": reference, "this": path}, shape, threads=threads,
                                  rounds=settings.latency_rounds, block_seconds=0.1)  # fmt: skip
