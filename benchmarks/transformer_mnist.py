@@ -59,7 +59,7 @@ def train(model: torch.nn.Module, data: Any, epochs: int, lr: float) -> list[dic
         model, data, epochs=epochs, lr=lr, optimizer="adamw", weight_decay=0.01,
         batch_size=128, warmup_epochs=min(1.0, epochs / 4), threads=2, progress=False,
     )  # fmt: skip
-    return [record.__dict__ for record in history.epochs]
+    return history.to_dict()["records"]
 
 
 def thread_timing(paths: dict[str, Path], batch: int, rounds: int) -> dict[str, Any]:
@@ -98,8 +98,11 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=400)
     parser.add_argument("--name", default="transformer_mnist")
+    parser.add_argument("--train-limit", type=int, help="first N training images (smoke runs)")
     args = parser.parse_args()
     data = ds.data.load("mnist")
+    if args.train_limit:
+        data.train = data.train.subset(torch.arange(args.train_limit))
     model = build()
     steps: dict[str, Any] = {"dense_parameters": parameters(model)}
     steps["train"] = train(model, data, args.epochs, 2e-3)
@@ -112,8 +115,8 @@ def main() -> None:
     steps["fine_tune"] = train(model, data, args.fine_tune_epochs, 5e-4)
     steps["pruned_top1"] = ds.train.evaluate(model, data.test).top1
     folder = Path(tempfile.mkdtemp())
-    files = {"dense fp32": ds.export(dense, folder / "dense.onnx")}
-    files["pruned fp32"] = ds.export(model, folder / "pruned.onnx")
+    files = {"dense fp32": ds.export(dense, folder / "dense.onnx", example_inputs=example)}
+    files["pruned fp32"] = ds.export(model, folder / "pruned.onnx", example_inputs=example)
     files["pruned int8"] = ds.export(model, folder / "pruned.int8.onnx", int8=True,
                                      calibration=data.train)  # fmt: skip
     steps["files"] = {name: {"bytes": path.stat().st_size,
