@@ -2,11 +2,11 @@
 
 This answers "how accurate would the model be at these bit widths?" for any grid of
 :class:`~deepshrink.quantize.observers.QuantScheme` (2–16 bits, per tensor, channel or group),
-including grids no runtime executes (4-bit weights, 6-bit activations). Weights of ``Linear`` and
-convolution layers are replaced by their quantize→dequantize values; with ``activations`` each
-such layer's input is fake-quantized by a forward pre-hook, with ranges calibrated on data. For
-real int8 execution export the float model with ``ds.export(model, path, int8=True, ...)``
-(ONNX Runtime), which quantizes with its own calibrated grid.
+including grids no runtime executes (4-bit weights, 6-bit activations). Weights of ``Linear``,
+convolution and Hugging Face ``Conv1D`` layers are replaced by their quantize→dequantize values;
+with ``activations`` each such layer's input is fake-quantized by a forward pre-hook, with ranges
+calibrated on data. For real int8 execution export the float model with
+``ds.export(model, path, int8=True, ...)`` (ONNX Runtime), which quantizes with its own grid.
 
 The hooks are not part of the state dict: a checkpoint of a simulated model keeps the rounded
 weights but not the activation quantization. :func:`remove_fake_quantization_` drops the hooks.
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from deepshrink.errors import ConfigError
 from deepshrink.functional import quant as Q
 from deepshrink.graph.io import call, map_tensors
+from deepshrink.graph.layers import is_transposed_linear
 from deepshrink.quantize.calibration import input_batches
 from deepshrink.quantize.observers import Observer, QuantScheme
 
@@ -52,13 +53,24 @@ _HOOKS = "_deepshrink_fake_quant_hooks"
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, LAYERS)]
+    """``Linear``, convolutions, and Hugging Face ``Conv1D`` (a linear layer stored in × out)."""
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, LAYERS) or is_transposed_linear(module)]  # fmt: skip
+
+
+def _scheme_for(module: nn.Module, scheme: QuantScheme) -> QuantScheme:
+    """``scheme`` with the output-channel axis of ``module`` (1 for an in × out ``Conv1D``)."""
+    if scheme.granularity == "channel" and is_transposed_linear(module) and scheme.axis == 0:
+        return scheme.model_copy(update={"axis": 1})
+    return scheme
 
 
 @torch.no_grad()
 def quantize_weights_(model: nn.Module, scheme: QuantScheme = WEIGHTS) -> nn.Module:
     """Replace every layer weight by ``dequantize(quantize(weight))`` under ``scheme``."""
+    base = scheme
     for _, layer in _layers(model):
+        scheme = _scheme_for(layer, base)
         observer = Observer(scheme)
         observer.update(layer.weight)
         scale, zero_point = observer.qparams()
