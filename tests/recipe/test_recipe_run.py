@@ -182,3 +182,24 @@ def test_every_shipped_recipe_runs_end_to_end_on_small_data(
         assert result.final.file_bytes == Path(delivered).stat().st_size
     else:
         assert delivered is None
+
+
+def test_stages_record_their_coverage_in_metrics_reports_and_plans(
+    finished: Path, tmp_path: Path
+) -> None:
+    from deepshrink.prune import weight_counts
+    from deepshrink.zoo import create
+
+    metrics = json.loads((finished / "metrics.json").read_text())
+    prune = next(s for s in metrics["stages"] if s["label"] == "02-prune")
+    detail = prune["summary"]["coverage_detail"]
+    assert detail["skipped"] == {"fc3": "not selected"}
+    sizes = {n: total for n, (_, total) in weight_counts(create("digits_mlp")).items()}
+    share = (sizes["fc1"] + sizes["fc2"]) / sum(sizes.values())
+    assert detail["fraction"] == pytest.approx(share)
+    assert prune["summary"]["coverage"] == f"{share:.1%} of weights, 1 layers skipped"
+    assert f"coverage {share:.1%} of weights" in (finished / "report.md").read_text()
+    recipe, text = load_recipe(_write(tmp_path))
+    steps = plan_recipe(prepare(recipe, text))
+    assert steps[2].coverage == prune["summary"]["coverage"]
+    assert steps[4].skipped == {"fc2": "not selected", "fc3": "not selected"}

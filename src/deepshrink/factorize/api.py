@@ -240,8 +240,12 @@ def factorize_(
     plan = plan_factorization(
         model, config, include=include, exclude=exclude, example_inputs=example_inputs
     )
-    handled = method_for(config).layer_type.__name__
-    reasons = {n: f"not a {handled} layer" for n in weight_slots(model)}
+    layer_type = method_for(config).layer_type
+    candidates = _targets(model, layer_type)
+    reasons = {
+        name: "not selected" if name in candidates else f"not a {layer_type.__name__} layer"
+        for name in weight_slots(model)
+    }
     reasons |= {d.name: d.reason for d in plan if not d.accepted}
     coverage = measure_coverage(
         type(config).__name__, model, [d.name for d in plan if d.accepted], reasons,
