@@ -39,6 +39,7 @@ True
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -224,7 +225,13 @@ def export_float(model: nn.Module, example: Any, path: Path, config: OnnxExport)
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The first line of the deepest cause of ``exc`` (what failed, not the exporter's step
+    banner), without terminal colour codes, at most 300 characters."""
+    seen = {id(exc)}
+    while (cause := exc.__cause__ or exc.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        exc = cause
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= 300 else line[:297] + "..."
 

@@ -37,6 +37,12 @@ from deepshrink.quantize.observers import Observer, QuantScheme
 __all__ = ["FakeQuantize"]
 
 
+def _exporting() -> bool:
+    """Whether an exporter traces the model (TorchScript, or torch.export for dynamo): the grids
+    are then fixed, and observing (which reads tensor values) must not be traced."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
 class FakeQuantize(nn.Module):
     """Fake-quantizes tensors on the grid of ``scheme``; see the module docstring."""
 
@@ -100,9 +106,10 @@ class FakeQuantize(nn.Module):
         return (self.qmin - zero) * scale, (self.qmax - zero) * scale
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.mode == "weight" and not self.learnable and not torch.onnx.is_in_onnx_export():
+        exporting = _exporting()
+        if self.mode == "weight" and not self.learnable and not exporting:
             self.observe(x)
-        elif self.mode == "activation" and self.training and not self.learnable:
+        elif self.mode == "activation" and self.training and not self.learnable and not exporting:
             self.observe(x, momentum=self.scheme.averaging_constant)
         axis = self.scheme.axis if self.per_channel else None
         if self.learnable and self.training:
