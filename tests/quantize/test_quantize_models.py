@@ -96,3 +96,16 @@ def test_mixed_precision_reaches_every_weight_matrix_and_keeps_ties(gpt2, tagger
     ds.quantize_(tagger_model, MixedPrecision(default_bits=4))
     gate = tagger_model.lstm.weight_hh_l0  # per output row, at most 2**4 values
     assert max(_distinct_nonzero(row) for row in gate) <= 16
+
+
+def test_a_shared_lstm_deep_copies_and_finalizes_like_the_original(tagger) -> None:
+    import copy
+
+    model, tokens = tagger
+    ds.quantize_(model, ds.KMeansQuantization(bits=3))
+    before = model(tokens)
+    twin = copy.deepcopy(model)  # e.g. a distillation teacher
+    assert torch.equal(twin(tokens), before)
+    ds.finalize_(twin)
+    assert type(twin.lstm) is nn.LSTM and torch.equal(twin(tokens), before)
+    assert is_shared(model.lstm)  # the original is untouched

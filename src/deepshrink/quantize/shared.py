@@ -94,11 +94,20 @@ class SharedWeightMixin:
 
 
 class SharedRecurrentMixin(SharedWeightMixin):
-    """For ``nn.RNNBase``: the flat weight list the kernels read is rebuilt on every forward."""
+    """For ``nn.RNNBase``: the flat weight list the kernels read is computed on every access and
+    never stored (so the module deep-copies and pickles like any other)."""
+
+    @property
+    def _flat_weights(self) -> list[Tensor | None]:
+        names = self._flat_weights_names  # type: ignore[attr-defined]
+        return [getattr(self, n) if hasattr(self, n) else None for n in names]
+
+    @_flat_weights.setter
+    def _flat_weights(self, value: list[Tensor | None]) -> None:
+        """Ignored: the list is always computed."""
 
     def _update_flat_weights(self) -> None:
-        names = self._flat_weights_names  # type: ignore[attr-defined]
-        self._flat_weights = [getattr(self, n) if hasattr(self, n) else None for n in names]
+        """Nothing to update: :attr:`_flat_weights` is computed."""
 
 
 #: plain layer class → its shared subclass (made on first use)
@@ -183,6 +192,7 @@ def _install(
     module._buffers[keys[1]] = indices
     module._buffers[keys[2]] = mask
     module.__class__ = _shared_class(_PLAIN.get(type(module), type(module)))
+    module.__dict__.pop("_flat_weights", None)  # an RNN's stored list: computed from now on
     names = module.__dict__.setdefault(_SHARED, [])
     if name not in names:
         names.append(name)
