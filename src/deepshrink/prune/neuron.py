@@ -123,7 +123,7 @@ def linear_successors(model: nn.Module) -> tuple[dict[str, str], dict[str, str]]
     for node in graph.nodes:
         if node.op == "call_module" and isinstance(modules.get(str(node.target)), nn.Linear):
             calls.setdefault(str(node.target), []).append(node)
-    successors, unavailable = {}, {}
+    successors, unavailable = {}, _untraced(modules, calls)
     for name, nodes in calls.items():
         after, why = _follow(nodes[0], modules) if len(nodes) == 1 else (None, "it runs twice")
         if after is not None and len(calls[after]) > 1:
@@ -133,6 +133,26 @@ def linear_successors(model: nn.Module) -> tuple[dict[str, str], dict[str, str]]
         else:
             successors[name] = after
     return successors, unavailable
+
+
+def _untraced(modules: dict[str, nn.Module], calls: dict[str, list[fx.Node]]) -> dict[str, str]:
+    """Linear layers the trace never calls: inside a module torch.fx keeps whole (a
+    ``torch.nn`` module such as ``TransformerEncoderLayer``), or unused."""
+    reasons = {}
+    for name, module in modules.items():
+        if not isinstance(module, nn.Linear) or name in calls:
+            continue
+        parent = next((p for p in calls if p and name.startswith(f"{p}.")), None)
+        owner = parent or next(
+            (n for n in modules if n and name.startswith(f"{n}.") and n not in calls
+             and type(modules[n]).__module__.startswith("torch.nn")), None,
+        )  # fmt: skip
+        reasons[name] = (
+            f"inside {owner} ({type(modules[owner]).__name__}), which torch.fx traces as one call"
+            if owner
+            else "not called in the traced forward"
+        )
+    return reasons
 
 
 def _unit_scores(layer: nn.Linear, config: NeuronPruning, generator: torch.Generator) -> Tensor:
