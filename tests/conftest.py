@@ -23,6 +23,17 @@ def _shared_root() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The suite's models are tiny: intra-op threads buy nothing and, on a shared 2-core
+    machine, cost a great deal (a small GRU call measured ~50x slower with two threads). Tests
+    that are about threads set their own count and restore it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_root() -> Path:
     """The folder holding the real dataset files (mnist/, fashion-mnist/, cifar10/)."""
