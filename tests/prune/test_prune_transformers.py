@@ -242,15 +242,17 @@ def test_partial_coverage_is_recorded_and_warned(caplog: pytest.LogCaptureFixtur
     assert "covers only" in caplog.text  # the embeddings hold most of tiny BERT's weights
 
 
-def test_pruned_bert_reloads_from_checkpoint_and_dsz(tmp_path) -> None:  # noqa: ANN001
-    model, x = tiny_bert(), tokens()
+@pytest.mark.parametrize("case", ["vit", "bert"])
+def test_pruned_transformers_reload_from_checkpoint_and_dsz(case: str, tmp_path) -> None:  # noqa: ANN001
+    factory, inputs, _ = CASES[case]
+    model, x = factory(), inputs()
     prune_channels_(model, ChannelPruning(ratio=0.5), example_inputs=x, heads=0.5)
     expected = logits(model, x)
-    path = ds.save_checkpoint(model, tmp_path / "bert")
-    loaded, _ = ds.load_checkpoint(path, model=tiny_bert())
+    path = ds.save_checkpoint(model, tmp_path / case)
+    loaded, _ = ds.load_checkpoint(path, model=factory())
     assert torch.equal(logits(loaded.eval(), x), expected)
-    ds.save(model, tmp_path / "bert.dsz")
-    loaded = ds.load(tmp_path / "bert.dsz", model=tiny_bert())
+    ds.save(model, tmp_path / f"{case}.dsz")
+    loaded = ds.load(tmp_path / f"{case}.dsz", model=factory())
     assert torch.equal(logits(loaded.eval(), x), expected)
 
 
