@@ -30,10 +30,10 @@ def _console(stderr: bool = False) -> Any:
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 def app(verbose: bool, quiet: bool) -> None:
     """Make trained PyTorch networks small and fast, and measure it."""
-    from rich.logging import RichHandler
+    from deepshrink._progress import log_handler
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = RichHandler(show_path=False, show_time=False, console=_console(stderr=True))
+    handler = log_handler()  # rich on a terminal, plain timestamped lines when redirected
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("deepshrink").setLevel(level)
 

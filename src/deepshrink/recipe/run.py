@@ -29,6 +29,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,8 @@ class RunResult:
     stages: list[dict[str, Any]]
     final: Report
     model: nn.Module
+    #: baseline → final, with the speed timed side by side when the recipe measures latency
+    comparison: Any = None
 
 
 def recipe_digest(text: str) -> str:
@@ -249,17 +252,35 @@ def execute(
     for stage in recipe.stages[len(state["done"]) :]:
         if compresses(stage) and "baseline" not in state:
             state["baseline"] = state["done"][-1]["label"] if state["done"] else INITIAL
-        logger.info("stage %s", stage.label)
-        seen = len(coverage_of(context.model))
+        logger.info("stage %s: started", stage.label)
+        began, seen = time.perf_counter(), len(coverage_of(context.model))
         try:
             summary = run_stage(context, stage)
         except DeepshrinkError as error:
             raise ConfigError(f"{stage.where}: {error}") from None
         summary |= coverage_summary(coverage_of(context.model)[seen:])
         state["done"].append(save_stage(context, stage.label, summary, stage.kind))
+        logger.info(stage_line(state["done"][-1], time.perf_counter() - began))
         _io.atomic_write_json(out / STATE, state)
-    baseline, final = finish(context, state)
-    return RunResult(out, baseline, state["done"], final, context.model)
+    logger.info("writing the report, plots and artifacts in %s", out)
+    baseline, final, comparison = finish(context, state)
+    return RunResult(out, baseline, state["done"], final, context.model, comparison)
+
+
+def stage_line(entry: dict[str, Any], seconds: float) -> str:
+    """The log line at a stage's end: its label, time, accuracy, weights and summary scalars."""
+    report = entry["report"]
+    text = f"stage {entry['label']}: done in {seconds:.1f}s"
+    if report.get("accuracy") is not None:
+        text += f", accuracy {report['accuracy']:.2%}"
+    params, nonzero = report.get("parameters"), report.get("nonzero_parameters")
+    if params:
+        text += f", {params:,} parameters ({1 - nonzero / params:.1%} zero)"
+    scalars = {k: v for k, v in entry["summary"].items() if isinstance(v, (str, int, float))}
+    if scalars:
+        text += "; " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in scalars.items())  # fmt: skip
+    return text
 
 
 def coverage_summary(records: list[Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from deepshrink import _progress as _progress_lines
 from deepshrink.errors import ConfigError
 from deepshrink.graph.io import Select, call, logits_of
 from deepshrink.train.batches import (
@@ -154,6 +155,7 @@ class _Trainer:
         self.steps = batches_per_epoch(self.train_set, config)
         self.total_steps = (self.steps or 0) * config.epochs
         self.step = 0
+        self.heartbeat: _progress_lines.Heartbeat | None = None
 
     def set_lr(self) -> float:
         factor = lr_factor(self.config, self.step, self.total_steps, self.steps or 0)
@@ -184,26 +186,32 @@ class _Trainer:
 
 
 def _progress(enabled: bool) -> Any:
-    if not enabled:
+    """A rich bar on a terminal; ``None`` (log lines instead, see :mod:`deepshrink._progress`)
+    when disabled or when stderr is not a terminal."""
+    if not enabled or not _progress_lines.on_terminal():
         return contextlib.nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    return _progress_lines.progress_bar()
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=Console(stderr=True),
-        transient=True,
-    )
+
+def _epoch_samples(trainer: _Trainer) -> int | None:
+    """Samples one epoch trains on, when known (a map-style dataset drops the last batch)."""
+    if not is_map_dataset(trainer.train_set) or not trainer.steps:
+        return None
+    return min(len(trainer.train_set), trainer.steps * trainer.config.batch_size)
+
+
+def _report_step(
+    trainer: _Trainer, epoch: int, tally: Tally, seen: int, bar: Any, task: Any
+) -> None:
+    """Advance the bar, or log a line when the heartbeat says one is due (no bar)."""
+    loss = tally.loss_sum / max(tally.weight, 1)
+    if task is not None:
+        accuracy = "" if tally.top1 is None else f" acc {tally.top1:.2%}"
+        bar.update(task, advance=1, status=f"loss {loss:.4f}{accuracy}")
+    elif trainer.heartbeat is not None and trainer.heartbeat.due():
+        prefix = f"epoch {epoch}/{trainer.config.epochs}"
+        total = _epoch_samples(trainer)
+        logger.info(_progress_lines.samples_line(prefix, seen, total, loss, tally.top1))
 
 
 def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float | None]:
@@ -212,17 +220,15 @@ def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float | 
         task = bar.add_task(
             f"epoch {epoch}/{trainer.config.epochs}", total=trainer.steps, status=""
         )
-    tally = Tally()
+    tally, seen = Tally(), 0
     trainer.model.train()
     for batch in train_batches(trainer.train_set, trainer.config.batch_size, trainer.generator):
         context, weight = trainer.train_step(batch, epoch)
         for callback in trainer.callbacks:
             callback.on_step_end(context)
         tally.add(context.logits, context.targets, context.loss, weight)
-        if task is not None:
-            accuracy = "" if tally.top1 is None else f" acc {tally.top1:.2%}"
-            status = f"loss {tally.loss_sum / max(tally.weight, 1):.4f}{accuracy}"
-            bar.update(task, advance=1, status=status)
+        seen += int(context.targets.shape[0]) if context.targets.dim() else 1
+        _report_step(trainer, epoch, tally, seen, bar, task)
     if task is not None:
         bar.remove_task(task)
     if tally.weight == 0:
@@ -356,6 +362,8 @@ def fit(
         else:
             torch.manual_seed(config.seed)
         with _progress(progress) as bar:
+            if progress and bar is None:
+                trainer.heartbeat = _progress_lines.Heartbeat()
             _epochs(trainer, start, history, best, bar)
     model.eval()
     return history
@@ -380,6 +388,8 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         )  # fmt: skip
         history.records.append(record)
         logger.info(_describe(record, config.epochs))
+        if trainer.heartbeat is not None:
+            trainer.heartbeat.reset()
         score = None if result is None else _score(result)
         improved = score is not None and (best is None or score > best)
         best = score if improved else best
