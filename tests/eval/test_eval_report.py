@@ -13,6 +13,7 @@ from torch import nn
 from deepshrink.data.dataset import ArrayDataset
 from deepshrink.errors import ConfigError
 from deepshrink.eval import Report, compare, report, saved_size
+from deepshrink.eval.timing import Speed
 
 
 def dense() -> Report:
@@ -74,9 +75,15 @@ def test_comparison_markdown() -> None:
     assert "| sparsity | 0.00% | 90.00% | +90.00 pp |" in text
     assert "| MACs (batch 1) | 266.20 k MACs | 133.10 k MACs | 2.00× fewer |" in text
     assert "| file size | 1.07 MB | 106.68 kB | 10.00× smaller |" in text
-    assert "| latency, batch 64 | 8.000 ms | 2.000 ms | 4.00× faster |" in text
-    slower = compare(pruned(), dense()).to_markdown()
-    assert "| latency, batch 1 | 0.100 ms | 0.200 ms | 2.00× slower |" in slower
+    # latencies measured at different times are shown, never claimed
+    assert "| latency, batch 64 | 8.000 ms | 2.000 ms | timed separately: no claim |" in text
+    speed = {64: Speed(ratio=3.9, low=3.7, high=4.1, verdict="faster", cpu_ms=2.0, wall_ms=2.1,
+                       baseline_cpu_ms=7.8, rounds=30)}  # fmt: skip
+    timed = compare(dense(), pruned(), speed=speed).to_markdown()
+    assert (
+        "| latency, batch 64 (CPU, side by side) | 7.800 ms | 2.000 ms | 3.90× faster "
+        "(3.70–4.10) |" in timed
+    )
 
 
 def test_report_markdown() -> None:

@@ -3,6 +3,12 @@
 Every ratio is ``before / after``, so a number above 1 means the compressed model is smaller or
 faster; accuracy changes are ``after - before`` in percentage points. A ratio is ``None`` when
 either side is missing or zero.
+
+Speed is claimed only from a side-by-side measurement (:func:`deepshrink.eval.timing.
+compare_speed`: both models in one process, alternating, by thread CPU time, with an interval),
+passed as ``speed=``; its verdict is what the table says ("1.58× faster (1.55–1.61)" or "no
+measurable change"). Latencies of two reports measured at different times are shown, but their
+ratio is not a claim: the change column says "timed separately: no claim".
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from deepshrink.eval import _units
 from deepshrink.eval.report import LARGE_BATCH, Report
+from deepshrink.eval.timing import Speed
 
 __all__ = ["Comparison", "compare"]
 
@@ -35,6 +42,8 @@ class Comparison:
     speedup_batch1: float | None
     speedup_batch64: float | None
     accuracy_delta: float | None
+    #: Side-by-side speed of ``after`` against ``before`` per batch size (``None``: not measured).
+    speed: dict[int, Speed] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Both reports and every ratio as a plain dict."""
@@ -43,7 +52,7 @@ class Comparison:
     def rows(self) -> list[tuple[str, str, str, str]]:
         """``(metric, before, after, change)`` rows of :meth:`to_markdown`."""
         b, a = self.before, self.after
-        fewer, smaller, faster = ("fewer", "more"), ("smaller", "larger"), ("faster", "slower")
+        fewer, smaller = ("fewer", "more"), ("smaller", "larger")
         sparsity_delta = 100 * (a.sparsity - b.sparsity)
         table = [
             ("top-1 accuracy", _units.percent, b.accuracy, a.accuracy,
@@ -60,12 +69,25 @@ class Comparison:
              _units.ratio(self.compression, *smaller)),
             ("gzip size", _units.size, b.gzip_bytes, a.gzip_bytes,
              _units.ratio(self.gzip_compression, *smaller)),
-            ("latency, batch 1", _units.milliseconds, b.latency_ms_batch1, a.latency_ms_batch1,
-             _units.ratio(self.speedup_batch1, *faster)),
-            (f"latency, batch {LARGE_BATCH}", _units.milliseconds, b.latency_ms_batch64,
-             a.latency_ms_batch64, _units.ratio(self.speedup_batch64, *faster)),
+            (*self._latency(1, b.latency_ms_batch1, a.latency_ms_batch1),
+             self._speed_text(1, self.speedup_batch1)),
+            (*self._latency(LARGE_BATCH, b.latency_ms_batch64, a.latency_ms_batch64),
+             self._speed_text(LARGE_BATCH, self.speedup_batch64)),
         ]  # fmt: skip
         return [(label, show(x), show(y), change) for label, show, x, y, change in table]
+
+    def _latency(self, batch: int, before: float | None, after: float | None) -> tuple[Any, ...]:
+        """The row's label and values: side-by-side thread CPU medians when measured so."""
+        if self.speed and batch in self.speed:
+            speed = self.speed[batch]
+            label = f"latency, batch {batch} (CPU, side by side)"
+            return label, _units.milliseconds, speed.baseline_cpu_ms, speed.cpu_ms
+        return f"latency, batch {batch}", _units.milliseconds, before, after
+
+    def _speed_text(self, batch: int, ratio: float | None) -> str:
+        if self.speed and batch in self.speed:
+            return self.speed[batch].text()
+        return "n/a" if ratio is None else "timed separately: no claim"
 
     def to_markdown(self) -> str:
         """A Markdown table: metric | before | after | change."""
@@ -75,7 +97,7 @@ class Comparison:
         return self.to_markdown()
 
 
-def compare(before: Report, after: Report) -> Comparison:
+def compare(before: Report, after: Report, *, speed: dict[int, Speed] | None = None) -> Comparison:
     """Ratios ``before / after`` of sizes, counts and latency, and the accuracy change.
 
     >>> base = Report(parameters=1000, nonzero_parameters=1000, macs=500, dense_bytes=4000,
@@ -104,6 +126,7 @@ def compare(before: Report, after: Report) -> Comparison:
         speedup_batch1=_ratio(before.latency_ms_batch1, after.latency_ms_batch1),
         speedup_batch64=_ratio(before.latency_ms_batch64, after.latency_ms_batch64),
         accuracy_delta=_points(before.accuracy, after.accuracy),
+        speed=speed,
     )
 
 

@@ -88,7 +88,21 @@ def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
     return rows
 
 
-def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report]:
+def side_by_side_speed(context: Context, baseline: nn.Module, final: nn.Module) -> dict[int, Any]:
+    """The final model's speed against the baseline, timed side by side (one thread, thread CPU
+    time, alternating; :func:`deepshrink.eval.timing.compare_speed`)."""
+    from deepshrink.eval._inputs import derive_inputs
+    from deepshrink.eval.report import LARGE_BATCH
+    from deepshrink.eval.timing import compare_speed
+    from deepshrink.recipe.stages import finalized
+
+    final = finalized(copy.deepcopy(final))
+    inputs = derive_inputs(final, context.data.test, None)
+    return compare_speed(finalized(copy.deepcopy(baseline)), final, inputs,
+                         batch_sizes=(1, LARGE_BATCH), threads=1)  # fmt: skip
+
+
+def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report, Any]:
     """Finalize masks, save ``model.*``, measure baseline and final (latency side by side) and
     write ``metrics.json``, ``report.md``, ``report.html`` and ``plots/``."""
     from deepshrink.recipe.stages import finalized
@@ -103,7 +117,8 @@ def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report]:
                        checkpoint_path(context.out, label), latency=latency)  # fmt: skip
     file = Path(context.artifacts.get("delivered", final_path))
     final = measure(context, context.model, "final", file, latency=latency)
-    comparison = compare(baseline, final)
+    speed = side_by_side_speed(context, baseline_model, context.model) if latency else None
+    comparison = compare(baseline, final, speed=speed)
     metrics = {
         "recipe": context.recipe.name,
         "initial": state["initial"],
@@ -118,4 +133,4 @@ def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report]:
     }
     _io.atomic_write_json(context.out / "metrics.json", metrics)
     render_run(context.out, context.recipe.name, context.recipe.description, metrics, comparison)
-    return baseline, final
+    return baseline, final, comparison
