@@ -399,10 +399,8 @@ def run_command(recipe: Path, out: Path | None, resume: bool) -> None:
     folder = out if out is not None else Path("runs") / parsed.name
     state = check_out(folder, recipe_digest(text), resume)
     result = execute(prepared, folder, state)
-    from deepshrink.eval import compare
-
     console = _console()
-    console.print(compare(result.baseline, result.final).to_markdown())
+    console.print(result.comparison.to_markdown())
     console.print(f"run folder: {folder} (report.md, report.html, metrics.json, plots/)")
 
 
