@@ -3,6 +3,7 @@ least every few seconds of work (checked with a stubbed clock, never with real t
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -126,6 +127,9 @@ def test_fit_without_progress_logs_no_sample_lines(
 def test_log_handler_is_plain_when_not_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_progress, "on_terminal", lambda: False)
     handler = _progress.log_handler()
-    assert type(handler) is logging.StreamHandler
+    assert isinstance(handler, logging.StreamHandler)
+    assert handler.stream is sys.stderr  # the stderr of now, even after it is replaced
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert handler.stream is sys.stderr
     record = logging.LogRecord("deepshrink.x", logging.INFO, "f", 1, "epoch 1/2: done", (), None)
     assert re.fullmatch(r"\d\d:\d\d:\d\d INFO epoch 1/2: done", handler.format(record))

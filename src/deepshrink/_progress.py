@@ -84,6 +84,20 @@ def progress_bar() -> Any:
     )
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not the stream of the
+    moment it was made), so a handler outliving a redirected or captured stderr never writes to
+    a closed file."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the current ``sys.stderr`` is always used."""
+
+
 def log_handler() -> logging.Handler:
     """The CLI's log handler: rich on a terminal; elsewhere one plain, timestamped line per
     record on stderr (flushed each time, never wrapped), so a redirected run's log reads well."""
@@ -91,7 +105,7 @@ def log_handler() -> logging.Handler:
         from rich.logging import RichHandler
 
         return RichHandler(show_path=False, show_time=False, console=_stderr_console())
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     )
