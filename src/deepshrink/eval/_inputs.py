@@ -2,36 +2,20 @@
 
 Private helpers shared by the counting, latency and report modules. An example is what the
 model takes: a tensor, a tuple of positional inputs or a dict of keyword inputs; dtypes are kept
-(token ids stay integers). :func:`as_inputs` (tensor or tuple only, for ``model(*inputs)``) is
-kept for callers that have not moved to examples.
+(token ids stay integers).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.graph.io import batch_size, inputs_and_labels, map_tensors, split
-
-#: Positional inputs of one forward pass, ``model(*inputs)``.
-Inputs = tuple[Any, ...]
-
-
-def as_inputs(example_inputs: Tensor | Sequence[Any]) -> Inputs:
-    """``example_inputs`` as a tuple of positional arguments (a lone tensor becomes a 1-tuple)."""
-    if isinstance(example_inputs, Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)):
-        return tuple(example_inputs)
-    raise ConfigError(
-        "example_inputs must be a tensor or a tuple of tensors, "
-        f"got {type(example_inputs).__name__}"
-    )
+from deepshrink.graph.io import inputs_and_labels, map_tensors, split
 
 
 def as_example(example_inputs: Any) -> Any:
@@ -46,11 +30,6 @@ def as_example(example_inputs: Any) -> Any:
         )
     split(example_inputs)  # keyword inputs need string keys
     return example_inputs
-
-
-def batch_size_of(example: Any) -> int:
-    """Size of dim 0 of the first tensor input with at least one dimension (1 if there is none)."""
-    return batch_size(example)
 
 
 def with_batch_size(example: Any, size: int) -> Any:

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.eval._inputs import as_example, batch_size_of, inference, on_model_device
-from deepshrink.graph.io import split
+from deepshrink.eval._inputs import as_example, inference, on_model_device
+from deepshrink.graph.io import batch_size, split
 
 if TYPE_CHECKING:
     from torch.utils.benchmark import Measurement
@@ -95,7 +95,7 @@ def measure_latency(
         iqr_seconds=float(measurement.iqr),
         runs=len(measurement.times),
         calls_per_run=int(measurement.number_per_run),
-        batch_size=batch_size_of(inputs),
+        batch_size=batch_size(inputs),
         threads=used,
     )
     logger.debug("latency of %s: %s", type(model).__name__, result)

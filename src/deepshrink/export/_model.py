@@ -13,8 +13,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.graph.io import Select, logits_of, map_tensors, split
-from deepshrink.quantize.calibration import input_batches
+from deepshrink.graph.io import Select, logits_of, split
+from deepshrink.quantize.calibration import cpu_inputs, input_batches
 
 __all__ = ["Prediction", "example", "input_names", "tokens", "wrapped"]
 
@@ -38,12 +38,7 @@ def example(model: nn.Module, example_inputs: Any, calibration: Any) -> Any:
             "export needs tensor inputs: example_inputs must be a tensor, a tuple of tensors or a "
             f"dict with tensor values; got {type(example_inputs).__name__}"
         )
-    return map_tensors(example_inputs, _cpu)
-
-
-def _cpu(tensor: Tensor) -> Tensor:
-    tensor = tensor.detach().cpu()
-    return tensor.float() if tensor.is_floating_point() else tensor
+    return cpu_inputs(example_inputs)
 
 
 def input_names(example: Any, base: str = "input") -> list[str]:

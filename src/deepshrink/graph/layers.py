@@ -215,8 +215,9 @@ def unknown_weights(model: nn.Module) -> dict[str, tuple[int, str]]:
     >>> unknown_weights(nn.Sequential(Scale(), nn.Linear(3, 2)))
     {'0.kernel': (9, 'no layer adapter for Scale')}
     """
-    known = {id(getattr(s.module, s.parameter)) for s in weight_slots(model).values()}
-    known |= {id(p) for s in weight_slots(model).values() for p in _codebooks(s)}
+    slots = weight_slots(model).values()
+    known = {id(getattr(s.module, s.parameter)) for s in slots}
+    known |= {id(p) for s in slots for p in _codebooks(s)}
     found: dict[str, tuple[int, str]] = {}
     seen: set[int] = set()
     for module_name, module in model.named_modules():

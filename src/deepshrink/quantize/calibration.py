@@ -34,7 +34,7 @@ from deepshrink.errors import ConfigError
 from deepshrink.graph.io import batch_size as size_of
 from deepshrink.graph.io import first_tensor, map_tensors
 
-__all__ = ["calibration_batches", "calibration_inputs", "input_batches"]
+__all__ = ["calibration_batches", "calibration_inputs", "cpu_inputs", "input_batches"]
 
 
 def calibration_batches(
@@ -65,12 +65,18 @@ def calibration_inputs(calibration: Any, *, samples: int = 256, seed: int = 0) -
     inputs = _inputs(calibration, samples, seed)
     if first_tensor(inputs) is None or size_of(inputs) == 0:
         raise ConfigError("calibration data is empty; give at least one input sample")
-    return map_tensors(inputs, _cpu)
+    return cpu_inputs(inputs)
 
 
 def _cpu(tensor: Tensor) -> Tensor:
     tensor = tensor.detach().cpu()
     return tensor.float() if tensor.is_floating_point() else tensor
+
+
+def cpu_inputs(inputs: Any) -> Any:
+    """``inputs`` (a tensor, tuple or dict) detached on the CPU: floats as float32, integers
+    (token ids) kept."""
+    return map_tensors(inputs, _cpu)
 
 
 def _rows(inputs: Any, start: int, stop: int) -> Any:

@@ -58,17 +58,17 @@ def _describe(stage: Any) -> str:
 
 
 def _layer_counts(model: nn.Module, inputs: Any) -> dict[str, tuple[int, int, int]]:
-    """Per top-level weight layer name: (weights, non-zero weights, MACs), parts summed."""
-    from deepshrink.prune.targets import weight_layers
+    """Per weight matrix (:func:`deepshrink.graph.layers.weight_slots`): (weights, non-zero
+    weights, MACs of its module when it is the module's ``weight``)."""
+    from deepshrink.graph.layers import weight_slots
 
     macs = per_layer_macs(model, inputs)
     counts: dict[str, tuple[int, int, int]] = {}
     model = finalized(copy.deepcopy(model))
-    for name in weight_layers(model):
-        weight = getattr(model.get_submodule(name), "weight", None)
-        if weight is None:
-            continue
-        counts[name] = (weight.numel(), int(weight.count_nonzero()), macs.get(name, 0))
+    for name, slot in weight_slots(model).items():
+        weight = slot.tensor
+        layer_macs = macs.get(slot.module_name, 0) if slot.parameter == "weight" else 0
+        counts[name] = (weight.numel(), int(weight.count_nonzero()), layer_macs)
     return counts
 
 
