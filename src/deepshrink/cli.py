@@ -13,9 +13,12 @@ from typing import Any
 
 import click
 
-from deepshrink.errors import ConfigError, DeepshrinkError, FormatError
-
-_PATH = click.Path(path_type=Path)
+from deepshrink._cli_common import PATH as _PATH
+from deepshrink._cli_common import check_fits as _check_fits
+from deepshrink._cli_common import data_options
+from deepshrink._cli_common import load_data as _load_data
+from deepshrink.cli_files import eval_command, inspect_command
+from deepshrink.errors import ConfigError, DeepshrinkError
 
 
 def _console(stderr: bool = False) -> Any:
@@ -36,17 +39,6 @@ def app(verbose: bool, quiet: bool) -> None:
     handler = log_handler()  # rich on a terminal, plain timestamped lines when redirected
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("deepshrink").setLevel(level)
-
-
-def data_options(function: Any) -> Any:
-    """``--data`` and ``--data-root``, shared by the commands that read a dataset."""
-    function = click.option(
-        "--data-root", type=_PATH, help="Dataset folder (default: $DEEPSHRINK_DATA, then cache)."
-    )(function)
-    return click.option(
-        "--data", "data_name", default="mnist", show_default=True,
-        help="Dataset: mnist, fashion-mnist, cifar10, digits.",
-    )(function)  # fmt: skip
 
 
 @app.command("models")
@@ -90,24 +82,6 @@ def info_command(model: str) -> None:
     console.print(f"total: {count_parameters(net):,} params, {count_macs(net, inputs):,} MACs")
 
 
-def _load_data(name: str, root: Path | None, val_size: float = 0, seed: int = 0) -> Any:
-    from deepshrink import data
-
-    size: float = int(val_size) if val_size >= 1 else val_size
-    return data.load(name, root=root, val_size=size, seed=seed)
-
-
-def _check_fits(model: Any, model_name: str, dataset: Any) -> None:
-    expected = tuple(getattr(model, "input_shape", ()))
-    given = tuple(dataset.input_shape)
-    if expected and expected != given:
-        shape = lambda s: "×".join(map(str, s))  # noqa: E731
-        raise ConfigError(
-            f"model {model_name!r} expects {shape(expected)} inputs but the data gives "
-            f"{shape(given)}; pick a model made for this dataset (deepshrink models)"
-        )
-
-
 @app.command("train")
 @click.argument("model")
 @data_options
@@ -143,233 +117,6 @@ def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
     path = train.save_checkpoint(net, out / "model", metadata=metadata)
     _console().print(result.to_markdown())
     _console().print(f"saved {path}")
-
-
-#: The model files ``eval`` and ``inspect`` read.
-_KINDS = ".safetensors, .dsz, .onnx"
-
-
-def _model_file(path: Path) -> str:
-    """The kind of the model file at ``path`` (its suffix); ConfigError for anything else."""
-    kind = path.suffix.lower()
-    accepted = f"give a model file: {_KINDS} (a .safetensors with its .json sidecar beside it)"
-    if kind not in _KINDS.split(", "):
-        what = "a directory" if path.is_dir() else f"a {kind or 'suffix-less'} file"
-        raise ConfigError(f"{path} is {what}, not a model file; {accepted}")
-    if not path.is_file():
-        state = "is a directory" if path.exists() else "does not exist"
-        side = path.with_suffix(".json")
-        sidecar = (
-            f" (nor its sidecar {side.name})"
-            if kind == ".safetensors" and not side.exists()
-            else ""
-        )
-        raise ConfigError(f"{path} {state}{sidecar}; {accepted}")
-    return kind
-
-
-def _outside_zoo(path: Path, call: str) -> ConfigError:
-    return ConfigError(
-        f"{path} holds a model outside the zoo (no 'arch' recorded), which the command line "
-        f"cannot rebuild; load it in Python with your module: {call}({str(path)!r}, model=...)"
-    )
-
-
-def _load_pytorch(path: Path, kind: str) -> tuple[Any, dict[str, Any]]:
-    """The model of a ``.dsz`` or ``.safetensors`` file, rebuilt from its zoo arch, and its
-    header or sidecar. Nothing is unpickled."""
-    from deepshrink import encode, train
-
-    if kind == ".dsz":
-        header = encode.read(path).header
-        if not header.get("arch"):
-            raise _outside_zoo(path, "ds.load")
-        return encode.load(path), header
-    sidecar = train.checkpoint.read_sidecar(path)
-    if not sidecar.get("arch"):
-        raise _outside_zoo(path, "ds.load_checkpoint")
-    return train.load_checkpoint(path)[0], sidecar
-
-
-def _onnx_session(path: Path) -> Any:
-    """An ONNX Runtime session on ``path``; a file ONNX Runtime cannot read is a FormatError."""
-    from deepshrink.export.runtime import session
-
-    try:
-        return session(path)
-    except Exception as exc:  # onnxruntime raises its own, unexported exception types
-        raise FormatError(f"{path} is not a readable ONNX model: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _eval_onnx(path: Path, bundle: Any) -> str:
-    """Accuracy of the ONNX classifier at ``path`` in ONNX Runtime, as a Markdown table."""
-    from types import SimpleNamespace
-
-    from deepshrink.eval import _units
-    from deepshrink.export.runtime import evaluate_onnx
-
-    sess = _onnx_session(path)
-    dims = list(sess.get_inputs()[0].shape)[1:]
-    if len(sess.get_inputs()) == 1 and all(isinstance(d, int) for d in dims):
-        _check_fits(SimpleNamespace(input_shape=dims), path.name, bundle)
-    try:
-        result = evaluate_onnx(sess, bundle.test)
-    except Exception as exc:
-        if not type(exc).__module__.startswith("onnxruntime"):
-            raise
-        raise ConfigError(
-            f"{path} does not run on this data in ONNX Runtime: "
-            f"{_first_line(exc)}; pick the dataset it was made for"
-        ) from None
-    rows = [
-        ("model", path.name),
-        ("runtime", "ONNX Runtime (CPU, 1 thread)"),
-        ("top-1 accuracy", _units.percent(result.top1)),
-        ("top-5 accuracy", _units.percent(result.top5)),
-        ("loss", f"{result.loss:.4f}"),
-        ("test samples", _units.count(result.count)),
-        ("file size", _units.size(path.stat().st_size)),
-    ]
-    return _units.table(("metric", "value"), rows)
-
-
-@app.command("eval")
-@click.argument("file", type=_PATH)
-@data_options
-@click.option("--latency/--no-latency", default=True, help="Measure CPU latency (PyTorch).")
-@click.option("--threads", type=int, help="torch CPU threads for latency.")
-def eval_command(file: Path, data_name: str, data_root: Path | None, latency: bool,
-                 threads: int | None) -> None:  # fmt: skip
-    """Evaluate a model FILE (.safetensors with its .json, .dsz, .onnx) on --data.
-
-    Accuracy and test samples, the file's size on disk; for PyTorch models (.safetensors, .dsz)
-    also parameters, MACs and latency.
-    """
-    from deepshrink import eval as ds_eval
-
-    kind = _model_file(file)
-    if kind == ".onnx":
-        markdown = _eval_onnx(file, _load_data(data_name, data_root))
-    else:
-        net, fields = _load_pytorch(file, kind)
-        bundle = _load_data(data_name, data_root)
-        name = (fields.get("arch") or {}).get("name", file.stem)
-        _check_fits(net, name, bundle)
-        result = ds_eval.report(net, bundle.test, name=name, file=file, latency=latency,
-                                threads=threads)  # fmt: skip
-        markdown = result.to_markdown()
-    click.echo(markdown)
-    click.echo(f"file: {file} ({file.stat().st_size:,} B on disk)")
-
-
-def _arch_lines(fields: dict[str, Any]) -> list[str]:
-    """The arch and structure-change kinds of a ``.dsz`` header or checkpoint sidecar."""
-    arch = fields.get("arch")
-    kwargs = ", ".join(f"{k}={v}" for k, v in (arch or {}).get("kwargs", {}).items())
-    name = f"{arch.get('name')}({kwargs})" if arch else "none (a model outside the zoo)"
-    changes = [e.get("kind", "?") for e in fields.get("structure") or [] if isinstance(e, dict)]
-    counts = ", ".join(f"{kind} ×{changes.count(kind)}" for kind in sorted(set(changes)))
-    return [f"arch: {name}", f"structure: {counts or 'unchanged'}", ""]
-
-
-def _inspect_dsz(path: Path) -> list[str]:
-    from deepshrink import encode
-
-    header = encode.read(path).header
-    return [
-        *_arch_lines(header),
-        encode.size_table(path).to_markdown(),
-    ]
-
-
-def _inspect_safetensors(path: Path) -> list[str]:
-    from safetensors import SafetensorError, safe_open
-
-    from deepshrink.eval import _units
-    from deepshrink.train.checkpoint import read_sidecar
-
-    sidecar = read_sidecar(path)
-    rows = []
-    try:
-        with safe_open(str(path), framework="pt") as tensors:
-            for name in tensors.keys():  # noqa: SIM118 (safe_open has no __iter__)
-                item = tensors.get_slice(name)
-                shape, dtype = item.get_shape(), item.get_dtype()
-                size = _DTYPE_BYTES.get(dtype, 0) * _numel(shape)
-                rows.append((name, "×".join(map(str, shape)) or "scalar", dtype, f"{size:,}"))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise FormatError(f"{path} is not a readable safetensors file: {exc}") from None
-    return [
-        *_arch_lines(sidecar),
-        _units.table(("tensor", "shape", "dtype", "bytes"), rows),
-    ]
-
-
-_DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2,
-                "BF16": 2, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
-
-
-def _numel(shape: list[int]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
-
-
-def _onnx_values(values: Any) -> list[tuple[str, str, str]]:
-    import onnx
-
-    rows = []
-    for value in values:
-        tensor = value.type.tensor_type
-        dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
-                for d in tensor.shape.dim]  # fmt: skip
-        rows.append((value.name, onnx.TensorProto.DataType.Name(tensor.elem_type).lower(),
-                     "×".join(dims) or "scalar"))  # fmt: skip
-    return rows
-
-
-def _inspect_onnx(path: Path) -> list[str]:
-    from collections import Counter
-
-    import onnx
-
-    from deepshrink.eval import _units
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf's DecodeError and onnx's own errors
-        raise FormatError(f"{path} is not a readable ONNX model: {_first_line(exc)}") from None
-    graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [v for v in graph.input if v.name not in initializers]
-    ops = Counter(node.op_type for node in graph.node)
-    header = ("name", "dtype", "shape")
-    return [
-        "inputs:", _units.table(header, _onnx_values(inputs)), "",
-        "outputs:", _units.table(header, _onnx_values(graph.output)), "",
-        "ops:", _units.table(("op", "count"), [(op, str(n)) for op, n in ops.most_common()]),
-    ]  # fmt: skip
-
-
-@app.command("inspect")
-@click.argument("file", type=_PATH)
-def inspect_command(file: Path) -> None:
-    """Show what a model FILE holds (.safetensors with its .json, .dsz, .onnx); no data needed.
-
-    .dsz: arch and the per-layer size table; .safetensors: arch, structure and each tensor's
-    shape, dtype and bytes; .onnx: inputs, outputs and op counts. Nothing is unpickled.
-    """
-    kind = _model_file(file)
-    show = {".dsz": _inspect_dsz, ".safetensors": _inspect_safetensors, ".onnx": _inspect_onnx}
-    for line in show[kind](file):
-        click.echo(line)
-    click.echo(f"file: {file} ({file.stat().st_size:,} B on disk)")
 
 
 @app.command("demo")
@@ -557,6 +304,10 @@ def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...],
     if json_out is not None:
         atomic_write_json(json_out, plan)
         console.print(f"saved {json_out}")
+
+
+app.add_command(eval_command)
+app.add_command(inspect_command)
 
 
 def main(argv: list[str] | None = None) -> int:
