@@ -24,7 +24,14 @@ from torch import nn
 
 from deepshrink._io import atomic_write_bytes
 from deepshrink.encode.config import EncodeConfig
-from deepshrink.encode.container import Container, pack, split_aliases, unpack
+from deepshrink.encode.container import (
+    Container,
+    declared_shapes,
+    pack,
+    read_header,
+    split_aliases,
+    unpack,
+)
 from deepshrink.errors import DeepshrinkError, FormatError
 
 __all__ = ["load", "read", "save"]
@@ -55,39 +62,47 @@ def save(
     return Path(path)
 
 
-def read(path: str | os.PathLike[str]) -> Container:
-    """The verified header and tensors of the ``.dsz`` file at ``path``."""
+def _bytes(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise DeepshrinkError(f"{path} does not exist; write one with deepshrink.save(model, path)")
-    return unpack(path.read_bytes(), str(path))
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
-def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:
+def read(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Container:
+    """The verified header and tensors of the ``.dsz`` file at ``path``.
+
+    The tensors may decode to at most ``max_bytes`` (default: 64 MiB + 64 × the file size)."""
+    return unpack(_bytes(path), str(path), max_bytes=max_bytes)
+
+
+def load(
+    path: str | os.PathLike[str], model: nn.Module | None = None, *, max_bytes: int | None = None
+) -> nn.Module:
     """A runnable model from a ``.dsz`` file: a rebuilt zoo model, or ``model`` filled in.
 
-    Raises :class:`~deepshrink.errors.FormatError` for a malformed file and
+    The whole header is checked first — the architecture against its declared bounds, the
+    structure records replayed on a ``meta`` model whose tensors must be the ones the file
+    declares, and their total size against ``max_bytes`` (default: 64 MiB + 64 × the file
+    size) — before a tensor is decoded or a layer built.
+
+    Raises :class:`~deepshrink.errors.FormatError` for a malformed file (naming the section) and
     :class:`~deepshrink.errors.ConfigError` for a non-zoo model loaded without ``model``.
     """
+    from deepshrink.encode.skeleton import check_fit, check_indices, default_cap, wrap
     from deepshrink.train.checkpoint import restore
 
-    container = read(path)
-    header = container.header
-    if model is None and header["arch"] is not None:
-        model = _create(header["arch"], path)
+    data = _bytes(path)
+    cap = default_cap(len(data)) if max_bytes is None else max_bytes
+    header = read_header(data, str(path))
+    check_fit(model, header["arch"], header["structure"], declared_shapes(header), path, cap)
+    container = unpack(data, str(path), max_bytes=cap)
     try:
-        return restore(model, header["arch"], header["structure"], container.tensors, path)
-    except DeepshrinkError:
-        raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
-        raise FormatError(f"{path}: the model cannot be rebuilt from the header: {exc}") from exc
-
-
-def _create(arch: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
-    """The zoo model the header's ``arch`` names; :class:`FormatError` if it names none."""
-    from deepshrink.zoo import create
-
-    try:
-        return create(arch["name"], **arch.get("kwargs", {}))
-    except (DeepshrinkError, TypeError, ValueError, KeyError) as exc:
-        raise FormatError(f"{path}: header: 'arch' {arch} names no zoo model: {exc}") from None
+        loaded = restore(model, header["arch"], header["structure"], container.tensors, path)
+        check_indices(loaded, path)
+    except Exception as exc:  # a file that passed every check and still does not build
+        raise wrap(exc, path, "model") from exc
+    return loaded

@@ -14,6 +14,7 @@ problem raises :class:`~deepshrink.errors.FormatError` naming the section.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ import torch
 
 from deepshrink.encode.config import EncodeConfig
 from deepshrink.encode.header import Header, check_header
-from deepshrink.encode.tensors import Encoded, decode_tensor, encode_tensor, support_name
+from deepshrink.encode.tensors import DTYPES, Encoded, decode_tensor, encode_tensor, support_name
 from deepshrink.errors import ConfigError, FormatError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "Container", "pack", "unpack"]
@@ -35,8 +36,10 @@ FORMAT_VERSION = 1
 #: magic, version (u16), reserved (u16), header bytes (u32), header size (u32), header CRC (u32)
 PRELUDE = struct.Struct("<8sHHIII")
 SECTION = struct.Struct("<QI")
-#: Largest JSON header a reader inflates.
+#: Largest JSON header a reader inflates: at most 1 MiB + 2 × the file's size, and 64 MiB.
 MAX_HEADER_SIZE = 64 << 20
+HEADER_BASE = 1 << 20
+HEADER_MULTIPLE = 2
 
 
 @dataclass
@@ -132,6 +135,11 @@ class _Cursor:
         return payload
 
 
+def header_cap(file_bytes: int) -> int:
+    """Most bytes of JSON the header of a file of ``file_bytes`` may inflate to."""
+    return min(MAX_HEADER_SIZE, HEADER_BASE + HEADER_MULTIPLE * file_bytes)
+
+
 def _read_header(cursor: _Cursor) -> dict[str, Any]:
     magic, version, reserved, size, inflated, crc = PRELUDE.unpack(
         cursor.take(PRELUDE.size, "prelude")
@@ -144,8 +152,12 @@ def _read_header(cursor: _Cursor) -> dict[str, Any]:
         )
     if reserved != 0:
         raise cursor.fail("prelude", f"reserved field is {reserved}, must be 0")
-    if inflated > MAX_HEADER_SIZE:
-        raise cursor.fail("header", f"claims {inflated} bytes of JSON; at most {MAX_HEADER_SIZE}")
+    cap = header_cap(len(cursor.data))
+    if inflated > cap:
+        raise cursor.fail(
+            "header", f"claims {inflated} bytes of JSON; a file of {len(cursor.data)} bytes "
+            f"may hold at most {cap}",
+        )  # fmt: skip
     compressed = cursor.take(size, "header")
     if zlib.crc32(compressed) != crc:
         raise cursor.fail("header", "CRC32 mismatch (the file is corrupted)")
@@ -160,10 +172,44 @@ def _read_header(cursor: _Cursor) -> dict[str, Any]:
     return check_header(header, cursor.fail)
 
 
-def unpack(data: bytes, source: str = "<bytes>") -> Container:
-    """Parse and verify a ``.dsz`` byte string; :class:`FormatError` on anything malformed."""
+def read_header(data: bytes, source: str = "<bytes>") -> dict[str, Any]:
+    """The verified header of a ``.dsz`` byte string (no tensor is decoded)."""
+    return _read_header(_Cursor(data, source))
+
+
+def declared_shapes(header: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """``{name: (shape, dtype)}`` of every tensor a verified header declares, aliases included."""
+    shapes = {e["name"]: (tuple(e["shape"]), DTYPES[e["dtype"]][0]) for e in header["tensors"]}
+    for alias, stored in header.get("aliases", {}).items():
+        shapes[alias] = shapes[stored]
+    return shapes
+
+
+def declared_bytes(header: dict[str, Any]) -> int:
+    """Bytes the tensors of a verified header decode to (stored tensors, aliases free)."""
+    return sum(math.prod(e["shape"]) * DTYPES[e["dtype"]][0].itemsize for e in header["tensors"])
+
+
+def _check_cap(header: dict[str, Any], cap: int, cursor: _Cursor) -> None:
+    size = declared_bytes(header)
+    if size > cap:
+        raise cursor.fail(
+            "tensors", f"declare {size:,} bytes of tensors; this reader's cap for a file of "
+            f"{len(cursor.data):,} bytes is {cap:,} (64 MiB + 64 × the file size; raise it with "
+            "max_bytes=)",
+        )  # fmt: skip
+
+
+def unpack(data: bytes, source: str = "<bytes>", *, max_bytes: int | None = None) -> Container:
+    """Parse and verify a ``.dsz`` byte string; :class:`FormatError` on anything malformed.
+
+    The tensors may decode to at most ``max_bytes`` (default 64 MiB + 64 × ``len(data)``),
+    checked before any is decoded."""
+    from deepshrink.encode.skeleton import default_cap
+
     cursor = _Cursor(data, source)
     header = _read_header(cursor)
+    _check_cap(header, default_cap(len(data)) if max_bytes is None else max_bytes, cursor)
     tensors: dict[str, torch.Tensor] = {}
     section_bytes: dict[str, dict[str, int]] = {}
     for entry in header["tensors"]:
@@ -177,7 +223,8 @@ def unpack(data: bytes, source: str = "<bytes>") -> Container:
 
         try:
             tensors[name] = decode_tensor(entry, take, tensors)
-        except (ValueError, IndexError, OverflowError, MemoryError) as exc:
+        except (ValueError, IndexError, KeyError, TypeError, OverflowError, RuntimeError,
+                MemoryError) as exc:  # fmt: skip
             raise cursor.fail(f"tensor {name!r}", str(exc)) from None
     if cursor.offset != len(data):
         raise cursor.fail("end", f"{len(data) - cursor.offset} bytes after the last section")
@@ -218,4 +265,12 @@ def split_aliases(
     return stored, aliases
 
 
-__all__ += ["Header", "encode_all", "header_size", "split_aliases"]
+__all__ += [
+    "Header",
+    "declared_bytes",
+    "declared_shapes",
+    "encode_all",
+    "header_size",
+    "read_header",
+    "split_aliases",
+]

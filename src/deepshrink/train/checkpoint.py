@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as load_tensor_bytes
 from safetensors.torch import save as save_tensor_bytes
 from torch import nn
 
 from deepshrink._io import atomic_write_bytes, atomic_write_json
 from deepshrink.errors import ConfigError, DeepshrinkError, FormatError
+from deepshrink.zoo.limits import shown
 
 FORMAT_NAME = "deepshrink-checkpoint"
 FORMAT_VERSION = 1
@@ -62,8 +62,8 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise DeepshrinkError(f"checkpoint file {path} does not exist")
     try:
         return load_tensor_bytes(path.read_bytes())
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise FormatError(f"{path} is not a readable safetensors file: {exc}") from exc
+    except Exception as exc:  # safetensors raises several of its own and Rust panics
+        raise FormatError(f"{path} is not a readable safetensors file: {shown(str(exc))}") from None
 
 
 def save_checkpoint(
@@ -98,8 +98,57 @@ def save_checkpoint(
     return target
 
 
+#: Largest sidecar a reader parses, and the deepest nesting it accepts.
+MAX_SIDECAR_BYTES = 16 << 20
+MAX_SIDECAR_DEPTH = 32
+_SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "version": (int,),
+    "arch": (dict, type(None)),
+    "structure": (list,),
+    "metadata": (dict,),
+    "training": (dict,),
+}
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and dictionaries (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_SIDECAR_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _check_sidecar(data: Any, side: Path) -> dict[str, Any]:
+    """``data`` if it follows the sidecar schema; else :class:`FormatError` naming the key."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise FormatError(f"{side} is not a deepshrink checkpoint sidecar (no 'format' tag)")
+    if data.get("version") != FORMAT_VERSION or isinstance(data.get("version"), bool):
+        raise FormatError(
+            f"{side} has checkpoint version {shown(data.get('version'))}; this deepshrink reads "
+            f"version {FORMAT_VERSION}"
+        )
+    for key, value in data.items():
+        if key not in _SIDECAR_TYPES:
+            raise FormatError(f"{side}: unknown key {shown(key)}; known: {sorted(_SIDECAR_TYPES)}")
+        if not isinstance(value, _SIDECAR_TYPES[key]):
+            kinds = " or ".join(t.__name__ for t in _SIDECAR_TYPES[key])
+            raise FormatError(f"{side}: '{key}' must be {kinds}, not {type(value).__name__}")
+    if not all(isinstance(entry, dict) for entry in data.get("structure", [])):
+        raise FormatError(f"{side}: 'structure' must be a list of objects")
+    if _depth(data) > MAX_SIDECAR_DEPTH:
+        raise FormatError(f"{side}: nests deeper than {MAX_SIDECAR_DEPTH} levels")
+    return data
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """Read and validate a checkpoint's JSON sidecar."""
+    """Read and validate a checkpoint's JSON sidecar (types, size, depth)."""
     side = sidecar_path(_tensor_path(path))
     if not side.is_file():
         raise DeepshrinkError(
@@ -107,17 +156,18 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
             ".safetensors file with a .json file of the same name beside it"
         )
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{side} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise FormatError(f"{side} is not a deepshrink checkpoint sidecar (no 'format' tag)")
-    if data.get("version") != FORMAT_VERSION:
-        raise FormatError(
-            f"{side} has checkpoint version {data.get('version')!r}; this deepshrink reads "
-            f"version {FORMAT_VERSION}"
-        )
-    return data
+        size = side.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise FormatError(f"{side} holds {size:,} bytes; a sidecar holds at most "
+                              f"{MAX_SIDECAR_BYTES:,}")  # fmt: skip
+        data = json.loads(side.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError, OSError) as exc:
+        raise FormatError(f"{side} is not valid JSON: {shown(str(exc))}") from None
+    return _check_sidecar(data, side)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _match_structure(model: nn.Module, structure: list[dict[str, Any]], path: str | Path) -> None:
@@ -145,7 +195,8 @@ def restore(
     """Load ``state`` into ``model``, or into a zoo model rebuilt from ``arch``.
 
     The structure record is replayed first (pruned or factorized layers). Shared by checkpoints
-    and ``.dsz`` containers.
+    and ``.dsz`` containers, which check the file with
+    :func:`deepshrink.encode.skeleton.check_fit` before calling this.
     """
     if model is None:
         if not arch:
@@ -164,14 +215,27 @@ def restore(
 
 
 def load_checkpoint(
-    path: str | Path, model: nn.Module | None = None
+    path: str | Path, model: nn.Module | None = None, *, max_bytes: int | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint into ``model`` (or a zoo model rebuilt from the sidecar).
 
-    A rebuilt model first replays the sidecar's structure record (pruned or factorized layers).
+    The sidecar is checked against its schema, the architecture against its declared bounds,
+    and the structure record is replayed on a ``meta`` model whose tensors must be the file's,
+    within ``max_bytes`` (default 64 MiB + 64 × the file size), before anything is built.
     Returns the model and the sidecar dictionary.
     """
+    from deepshrink.encode.skeleton import check_fit, check_indices, default_cap, wrap
+
     sidecar = read_sidecar(path)
-    state = read_tensors(_tensor_path(path))
-    structure = sidecar.get("structure") or []
-    return restore(model, sidecar.get("arch"), structure, state, path), sidecar
+    tensor_path = _tensor_path(path)
+    state = read_tensors(tensor_path)
+    cap = default_cap(tensor_path.stat().st_size) if max_bytes is None else max_bytes
+    shapes = {name: (tuple(t.shape), t.dtype) for name, t in state.items()}
+    arch, structure = sidecar.get("arch"), sidecar.get("structure") or []
+    check_fit(model, arch, structure, shapes, path, cap)
+    try:
+        loaded = restore(model, arch, structure, state, path)
+        check_indices(loaded, path)
+    except Exception as exc:  # a file that passed every check and still does not build
+        raise wrap(exc, path, "model") from exc
+    return loaded, sidecar

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from deepshrink.zoo.base import ZooModel, init_weights
+from deepshrink.zoo.limits import CLASSES
 from deepshrink.zoo.registry import register
 
 __all__ = ["LeNet5", "MnistCNN", "lenet5", "mnist_cnn"]
@@ -65,7 +66,7 @@ class MnistCNN(ZooModel):
         return self.fc1(self.flatten(self.pool1(self.relu1(self.conv1(x)))))
 
 
-@register("lenet5")
+@register("lenet5", limits={"num_classes": CLASSES})
 def lenet5(num_classes: int = 10) -> LeNet5:
     """LeNet-5 (Caffe): conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc for 28x28 digits.
 
@@ -75,7 +76,7 @@ def lenet5(num_classes: int = 10) -> LeNet5:
     return LeNet5(num_classes=num_classes)
 
 
-@register("mnist_cnn")
+@register("mnist_cnn", limits={"num_classes": CLASSES})
 def mnist_cnn(num_classes: int = 10) -> MnistCNN:
     """MNIST CNN (TF Model Optimization example): conv 12@3x3, ReLU, pool, fc for 28x28 digits.
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deepshrink.zoo.base import ZooModel, check_sizes, init_weights
+from deepshrink.zoo.limits import CLASSES, IntList
 from deepshrink.zoo.registry import register
 
 __all__ = ["MLP", "digits_mlp", "lenet300", "mlp_fc4"]
@@ -52,7 +53,7 @@ class MLP(ZooModel):
         return getattr(self, f"fc{len(self.hidden_sizes) + 1}")(x)
 
 
-@register("lenet300")
+@register("lenet300", limits={"num_classes": CLASSES})
 def lenet300(num_classes: int = 10) -> MLP:
     """LeNet-300-100: a 784-300-100-10 ReLU MLP for 28x28 digits (Han et al. 2015).
 
@@ -64,7 +65,7 @@ def lenet300(num_classes: int = 10) -> MLP:
     return MLP(MNIST_SHAPE, hidden_sizes=(300, 100), num_classes=num_classes)
 
 
-@register("mlp_fc4")
+@register("mlp_fc4", limits={"num_classes": CLASSES})
 def mlp_fc4(num_classes: int = 10) -> MLP:
     """FC-4: a 784-1000-1000-500-200-10 ReLU MLP for 28x28 digits.
 
@@ -76,7 +77,7 @@ def mlp_fc4(num_classes: int = 10) -> MLP:
     return MLP(MNIST_SHAPE, hidden_sizes=(1000, 1000, 500, 200), num_classes=num_classes)
 
 
-@register("digits_mlp")
+@register("digits_mlp", limits={"num_classes": CLASSES, "hidden_sizes": IntList(16, 1, 16384)})
 def digits_mlp(num_classes: int = 10, hidden_sizes: Sequence[int] = (128, 64)) -> MLP:
     """Digits demo: a small 64-128-64-10 ReLU MLP for scikit-learn's 8x8 digits.
 

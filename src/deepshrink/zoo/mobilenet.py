@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from deepshrink.zoo.base import ZooModel, init_weights
+from deepshrink.zoo.limits import CLASSES
 from deepshrink.zoo.registry import register
 
 __all__ = ["CIFAR_STAGES", "InvertedResidual", "MobileNetV2Cifar", "mobilenetv2_cifar"]
@@ -102,7 +103,7 @@ class MobileNetV2Cifar(ZooModel):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-@register("mobilenetv2_cifar")
+@register("mobilenetv2_cifar", limits={"num_classes": CLASSES})
 def mobilenetv2_cifar(num_classes: int = 10) -> MobileNetV2Cifar:
     """MobileNetV2 for CIFAR: width 1.0, inverted residuals, stem and stage 2 at stride 1.
 

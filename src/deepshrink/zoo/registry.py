@@ -11,13 +11,14 @@ import difflib
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from torch import nn
 
 from deepshrink._registry import Registry
 from deepshrink.errors import ConfigError
+from deepshrink.zoo.limits import Bound, check_arguments, declare, undeclare
 
 __all__ = ["ARCH_ATTRIBUTE", "arch_of", "create", "describe", "list_models", "register"]
 
@@ -32,10 +33,14 @@ FactoryT = TypeVar("FactoryT", bound=ModelFactory)
 _MODELS: Registry[ModelFactory] = Registry("model")
 
 
-def register(name: str) -> Callable[[FactoryT], FactoryT]:
+def register(
+    name: str, *, limits: Mapping[str, Bound] | None = None
+) -> Callable[[FactoryT], FactoryT]:
     """Decorator adding a model factory (a function or an ``nn.Module`` class) under ``name``.
 
-    The first line of the factory's docstring is what :func:`describe` shows.
+    The first line of the factory's docstring is what :func:`describe` shows. ``limits`` maps
+    arguments to their bounds (:mod:`deepshrink.zoo.limits`), checked before the factory runs
+    and when a file names the model.
 
     >>> from torch import nn
     >>> @register("doctest_linear")
@@ -53,6 +58,8 @@ def register(name: str) -> Callable[[FactoryT], FactoryT]:
         if name in _MODELS:
             raise ConfigError(f"model {name!r} is already registered; choose another name")
         _MODELS.add(name, factory)
+        if limits is not None:
+            declare(name, limits)
         return factory
 
     return add
@@ -61,6 +68,7 @@ def register(name: str) -> Callable[[FactoryT], FactoryT]:
 def unregister(name: str) -> None:
     """Remove a model from the registry (unknown names raise UnknownNameError)."""
     _MODELS.remove(name)
+    undeclare(name)
 
 
 def list_models() -> list[str]:
@@ -94,6 +102,7 @@ def create(name: str, /, **kwargs: Any) -> nn.Module:
     """
     factory = _MODELS.get(name)
     arguments = _bind_arguments(name, factory, kwargs)
+    check_arguments(name, kwargs)
     try:
         model = factory(**kwargs)
     except ConfigError as error:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepshrink.zoo.base import ZooModel, check_choice, check_sizes, init_weights
+from deepshrink.zoo.limits import CLASSES, Choice
 from deepshrink.zoo.registry import register
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
 
 CIFAR_SHAPE = (3, 32, 32)
 SHORTCUTS = ("A", "B")
+_LIMITS = {"num_classes": CLASSES, "shortcut": Choice(SHORTCUTS)}
 
 
 class PadShortcut(nn.Module):
@@ -158,7 +160,7 @@ def _he_resnet(depth: int, num_classes: int, shortcut: str) -> CifarResNet:
     return CifarResNet((16, 32, 64), (blocks, blocks, blocks), num_classes, shortcut)
 
 
-@register("resnet20")
+@register("resnet20", limits=_LIMITS)
 def resnet20(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """ResNet-20 for CIFAR (He et al. 2016): 3 stages of 3 basic blocks at 16/32/64 channels.
 
@@ -168,7 +170,7 @@ def resnet20(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     return _he_resnet(20, num_classes, shortcut)
 
 
-@register("resnet32")
+@register("resnet32", limits=_LIMITS)
 def resnet32(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """ResNet-32 for CIFAR (He et al. 2016): 3 stages of 5 basic blocks at 16/32/64 channels.
 
@@ -178,7 +180,7 @@ def resnet32(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     return _he_resnet(32, num_classes, shortcut)
 
 
-@register("resnet56")
+@register("resnet56", limits=_LIMITS)
 def resnet56(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """ResNet-56 for CIFAR (He et al. 2016): 3 stages of 9 basic blocks at 16/32/64 channels.
 
@@ -188,7 +190,7 @@ def resnet56(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     return _he_resnet(56, num_classes, shortcut)
 
 
-@register("resnet110")
+@register("resnet110", limits=_LIMITS)
 def resnet110(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """ResNet-110 for CIFAR (He et al. 2016): 3 stages of 18 basic blocks at 16/32/64 channels.
 
@@ -198,7 +200,7 @@ def resnet110(num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     return _he_resnet(110, num_classes, shortcut)
 
 
-@register("resnet18_cifar")
+@register("resnet18_cifar", limits=_LIMITS)
 def resnet18_cifar(num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
     """ResNet-18 for CIFAR: 3x3 stem, no max pool, 2 blocks per stage at 64/128/256/512 channels.
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from deepshrink.errors import ConfigError
 from deepshrink.zoo.base import ZooModel, init_weights
+from deepshrink.zoo.limits import CLASSES, FloatRange
 from deepshrink.zoo.registry import register
 
 __all__ = ["VGG11_CONFIG", "VGG16_CONFIG", "CifarVGG", "vgg11_cifar", "vgg16_cifar"]
@@ -105,7 +106,7 @@ class CifarVGG(ZooModel):
         return self.classifier(self.flatten(self.features(x)))
 
 
-@register("vgg16_cifar")
+@register("vgg16_cifar", limits={"num_classes": CLASSES})
 def vgg16_cifar(num_classes: int = 10) -> CifarVGG:
     """VGG-16 with BN for CIFAR (Li et al. 2017; Liu et al. 2017): 13 convs, 512-512-10 classifier.
 
@@ -115,7 +116,7 @@ def vgg16_cifar(num_classes: int = 10) -> CifarVGG:
     return CifarVGG(num_classes=num_classes)
 
 
-@register("vgg11_cifar")
+@register("vgg11_cifar", limits={"num_classes": CLASSES, "width": FloatRange(0, 4)})
 def vgg11_cifar(num_classes: int = 10, width: float = 1.0) -> CifarVGG:
     """VGG-11 with BN for CIFAR: 8 convs, classifier 512-512-10, channels scaled by ``width``.
 
