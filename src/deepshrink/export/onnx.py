@@ -121,9 +121,13 @@ def export(
     fp16: bool = False,
     calibration: Any = None,
     example_inputs: Any = None,
+    format: Literal["onnx", "tflite"] | None = None,
     **options: Any,
 ) -> Path:
     """Write ``model`` as an ONNX file at ``path`` (atomically) and return the path.
+
+    A path ending in ``.tflite`` (or ``format="tflite"``) writes TFLite instead, through
+    :func:`deepshrink.export.tflite.export_tflite` (``options``: ``select``, ``weight_bits``).
 
     ``example_inputs`` is a batch the model takes: a tensor, a tuple of positional inputs or a
     dict of keyword inputs (a tokenizer's output); dtypes are kept, so token ids stay integer
@@ -139,6 +143,10 @@ def export(
     other fields of :class:`OnnxExport`. The model is not changed (a CPU float copy in eval
     mode is exported).
     """
+    if format not in (None, "onnx", "tflite"):
+        raise ConfigError(f"format must be 'onnx' or 'tflite', got {format!r}")
+    if format == "tflite" or (format is None and Path(path).suffix.lower() == ".tflite"):
+        return _tflite(model, path, int8, fp16, calibration, example_inputs, options)
     config = OnnxExport(int8=int8, fp16=fp16, **options)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -166,6 +174,23 @@ def export(
         atomic_write_bytes(path, final.read_bytes())
     logger.info("exported %s ONNX model to %s (%s exporter)", config.precision, path, exporter)
     return Path(path)
+
+
+def _tflite(
+    model: nn.Module, path: str | Path, int8: Any, fp16: bool, calibration: Any,
+    example_inputs: Any, options: dict[str, Any],
+) -> Path:  # fmt: skip
+    """:func:`export` to TFLite; ONNX-only options are refused by name."""
+    from deepshrink.export.tflite import export_tflite
+
+    unknown = sorted(set(options) - {"select", "weight_bits"})
+    if unknown:
+        raise ConfigError(
+            f"TFLite export does not take {unknown} (ONNX options); it takes int8, fp16, "
+            "calibration, example_inputs, select and weight_bits"
+        )
+    return export_tflite(model, path, int8=int8, fp16=fp16, calibration=calibration,
+                         example_inputs=example_inputs, **options)  # fmt: skip
 
 
 def _check_qat(model: nn.Module, config: OnnxExport) -> bool:
