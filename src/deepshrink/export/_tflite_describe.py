@@ -1,8 +1,4 @@
-"""Read a TFLite flatbuffer's operators and constant tensors (LiteRT's own schema bindings).
-
->>> constants_and_ops  # doctest: +ELLIPSIS
-<function constants_and_ops at ...>
-"""
+"""Read a TFLite flatbuffer's operators and constant tensors (LiteRT's own schema bindings)."""
 
 from __future__ import annotations
 
