@@ -6,6 +6,7 @@ exit with code 2; they never show a traceback.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -17,8 +18,22 @@ from deepshrink._cli_common import PATH as _PATH
 from deepshrink._cli_common import check_fits as _check_fits
 from deepshrink._cli_common import data_options
 from deepshrink._cli_common import load_data as _load_data
-from deepshrink.cli_files import eval_command, inspect_command
-from deepshrink.errors import ConfigError, DeepshrinkError
+from deepshrink.cli_files import eval_command, export_command, inspect_command
+from deepshrink.errors import ConfigError, DeepshrinkError, one_line
+
+#: A recipe that names code (model.factory) runs only with this flag.
+_ALLOW_CODE = click.option(
+    "--allow-code",
+    is_flag=True,
+    help="Allow a recipe that names Python code (model.factory) to import and run it "
+    "(or set DEEPSHRINK_ALLOW_CODE=1). Only for recipes you trust.",
+)
+
+
+def _writable(folder: Path, option: str = "--out") -> None:
+    from deepshrink._io import check_writable_folder
+
+    check_writable_folder(folder, option)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -106,6 +121,7 @@ def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
     from deepshrink import eval as ds_eval
     from deepshrink import train, zoo
 
+    _writable(out)
     config = train.build_config(None, settings)
     bundle = _load_data(data_name, data_root, val_size, config.seed)
     torch.manual_seed(config.seed)
@@ -126,6 +142,7 @@ def demo_command(out: Path, epochs: int) -> None:
     """Train the demo model on scikit-learn's bundled 8×8 digits (no files needed) and report."""
     from deepshrink.demo import run_demo
 
+    _writable(out)
     outcome = run_demo(out, epochs=epochs)
     console = _console()
     console.print(outcome.markdown)
@@ -136,22 +153,26 @@ def demo_command(out: Path, epochs: int) -> None:
 @click.argument("recipe", type=_PATH)
 @click.option("--out", type=_PATH, help="Run folder (default: runs/<recipe name>).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
-def run_command(recipe: Path, out: Path | None, resume: bool) -> None:
+@_ALLOW_CODE
+def run_command(recipe: Path, out: Path | None, resume: bool, allow_code: bool) -> None:
     """Run RECIPE (YAML): every stage, a checkpoint and Report after each, report and plots."""
+    from deepshrink._io import safe_name
     from deepshrink.recipe import load_recipe, prepare
-    from deepshrink.recipe.run import check_out, execute, recipe_digest
+    from deepshrink.recipe.run import run_prepared
 
+    if out is not None:
+        _writable(out)
     parsed, text = load_recipe(recipe)
-    prepared = prepare(parsed, text)
-    folder = out if out is not None else Path("runs") / parsed.name
-    state = check_out(folder, recipe_digest(text), resume)
-    result = execute(prepared, folder, state)
+    folder = out if out is not None else Path("runs") / safe_name(parsed.name, "recipe")
+    _writable(folder)
+    prepared = prepare(parsed, text, allow_code=allow_code)
+    result = run_prepared(prepared, folder, resume=resume)
     console = _console()
     console.print(result.comparison.to_markdown())
     console.print(f"run folder: {folder} (report.md, report.html, metrics.json, plots/)")
 
 
-def _print_recipe_plan(recipe: Path) -> None:
+def _print_recipe_plan(recipe: Path, allow_code: bool) -> None:
     from rich.table import Table
 
     from deepshrink.recipe import load_recipe, prepare
@@ -159,7 +180,7 @@ def _print_recipe_plan(recipe: Path) -> None:
 
     parsed, text = load_recipe(recipe)
     console = _console()
-    for step in plan_recipe(prepare(parsed, text)):
+    for step in plan_recipe(prepare(parsed, text, allow_code=allow_code)):
         console.print(
             f"[bold]{step.label}[/bold] {step.action}: {step.parameters:,} params, "
             f"{step.nonzero:,} non-zero, {step.macs:,} MACs"
@@ -187,13 +208,21 @@ def _print_recipe_plan(recipe: Path) -> None:
     help="KEY.PATH=V1,V2,... e.g. stages[1].prune.sparsity=0.5,0.9 (repeat for a grid).",
 )
 @click.option("--out", type=_PATH, help="Sweep folder (default: runs/<recipe name>-sweep).")
-def sweep_command(recipe: Path, settings: tuple[str, ...], out: Path | None) -> None:
+@_ALLOW_CODE
+def sweep_command(
+    recipe: Path, settings: tuple[str, ...], out: Path | None, allow_code: bool
+) -> None:
     """Run RECIPE over a grid of settings; a table and a size-accuracy Pareto plot."""
+    from deepshrink._io import safe_name
     from deepshrink.recipe import load_recipe
     from deepshrink.recipe.sweep import sweep_recipe
 
-    folder = out if out is not None else Path("runs") / f"{load_recipe(recipe)[0].name}-sweep"
-    sweep_recipe(recipe, list(settings), folder)
+    if out is not None:
+        _writable(out)
+    name = safe_name(load_recipe(recipe)[0].name, "recipe")
+    folder = out if out is not None else Path("runs") / f"{name}-sweep"
+    _writable(folder)
+    sweep_recipe(recipe, list(settings), folder, allow_code=allow_code)
     _console().print((folder / "sweep.md").read_text(encoding="utf-8"))
 
 
@@ -215,6 +244,7 @@ def sensitivity_command(checkpoint: Path, data_name: str, data_root: Path | None
     from deepshrink.eval.sensitivity import sensitivity
     from deepshrink.report.plots import plot_sensitivity
 
+    _writable(out)
     try:
         values = tuple(float(v) for v in sparsities.split(","))
     except ValueError:
@@ -265,7 +295,8 @@ def _model_or_checkpoint(source: str) -> Any:
 @click.option("--heads", default=0.0, show_default=True,
               help="Fraction of whole attention heads to remove (transformers).")  # fmt: skip
 @click.option("--json", "json_out", type=_PATH, help="Also write the plan to this JSON file.")
-def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...],
+@_ALLOW_CODE
+def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...], allow_code: bool,
                  **settings: Any) -> None:  # fmt: skip
     """Dry run; nothing is changed or trained.
 
@@ -274,8 +305,12 @@ def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...],
     channels and MACs (what ``prune_`` with ChannelPruning would apply).
     """
     if source.endswith((".yaml", ".yml")):
-        _print_recipe_plan(Path(source))
+        _print_recipe_plan(Path(source), allow_code)
         return
+    if json_out is not None:
+        if json_out.is_dir():
+            raise ConfigError(f"--json {json_out}: is a folder; name a file")
+        _writable(json_out.parent, "--json")
     if settings["ratio"] is None:
         raise ConfigError(f"plan {source}: give --ratio (fraction of channels to remove) for a "
                           "model plan, or a .yaml recipe")  # fmt: skip
@@ -308,6 +343,18 @@ def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...],
 
 app.add_command(eval_command)
 app.add_command(inspect_command)
+app.add_command(export_command)
+
+
+#: Errors of the environment, not of deepshrink: exit 2 with one line, not a traceback.
+_USER_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+    errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOENT,
+}  # fmt: skip
+
+
+#: Characters of an error message, so that the ``error: ...`` line is at most 300.
+_LINE = 300 - len("error: ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app.main(args=argv, prog_name="deepshrink", standalone_mode=False)
     except DeepshrinkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc), _LINE)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk or the file system refused a write the checks allowed
+        if exc.errno not in _USER_ERRNOS:
+            raise
+        print(f"error: {one_line(str(exc), _LINE)}", file=sys.stderr)
         return 2
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
@@ -324,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.format_message())
         return 0
     except click.ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+        print(f"error: {one_line(exc.format_message(), _LINE)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -101,5 +101,5 @@ def test_a_recipe_finds_the_factory_module_beside_it_from_any_working_directory(
     )
     monkeypatch.chdir(tmp_path)  # not the recipe's folder
     recipe, text = load_recipe(folder / "recipe.yaml")
-    model = prepare(recipe, text).model
+    model = prepare(recipe, text, allow_code=True).model
     assert model[1].weight.shape == (12, 64)

@@ -38,13 +38,22 @@ import torch
 from torch import nn
 
 from deepshrink import _io
-from deepshrink.errors import ConfigError, DeepshrinkError, FormatError
+from deepshrink.errors import ConfigError, DeepshrinkError, FormatError, quoted
 from deepshrink.eval import Report
 from deepshrink.graph.coverage import coverage_of
 from deepshrink.recipe.schema import Recipe, Stage, parse_recipe
 from deepshrink.recipe.stages import Context, run_stage
 
-__all__ = ["Prepared", "RunResult", "check_out", "execute", "load_recipe", "prepare", "run_recipe"]
+__all__ = [
+    "Prepared",
+    "RunResult",
+    "check_out",
+    "execute",
+    "load_recipe",
+    "prepare",
+    "run_prepared",
+    "run_recipe",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +66,20 @@ def load_recipe(path: str | Path) -> tuple[Recipe, str]:
     Relative paths in the recipe (``model.checkpoint``, ``data.root``) are taken from the
     recipe's folder, so a recipe runs the same from any working directory.
     """
-    import yaml
+    from deepshrink.recipe._yaml import MAX_BYTES, load_yaml
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"recipe {path}: larger than {MAX_BYTES:,} bytes; not a recipe")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"recipe {path} cannot be read: {error}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: {_yaml_message(error)}") from None
-    return _resolve_paths(parse_recipe(document), path.parent), text
+        raise ConfigError(f"recipe {path} cannot be read: {str(error)[:200]}") from None
+    return _resolve_paths(parse_recipe(load_yaml(text, str(path))), path.parent), text
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
@@ -84,15 +93,6 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     if data.root is not None and not Path(data.root).is_absolute():
         data = data.model_copy(update={"root": str(base / data.root)})
     return recipe.model_copy(update={"model": model, "data": data})
-
-
-def _yaml_message(error: Any) -> str:
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error)
-    if "could not determine a constructor" in str(error):
-        problem += " (recipes are plain YAML data: tags such as !!python/object are refused)"
-    return f"{where}{problem}"
 
 
 @dataclass
@@ -115,7 +115,10 @@ def build_model(recipe: Recipe) -> nn.Module:
     if spec.zoo is not None:
         from deepshrink import zoo
 
-        return zoo.create(spec.zoo, **spec.args)
+        try:
+            return zoo.create(spec.zoo, **spec.args)
+        except (TypeError, ValueError, OverflowError) as error:  # arguments the model refuses
+            raise ConfigError(f"args: {str(error)[:200]}") from None
     if spec.checkpoint is not None:
         from deepshrink.train import load_checkpoint
 
@@ -143,8 +146,17 @@ def load_data(recipe: Recipe) -> Any:
     return bundle
 
 
-def prepare(recipe: Recipe, text: str = "") -> Prepared:
-    """Build the model and data and check everything a run will need, before anything runs."""
+def prepare(recipe: Recipe, text: str = "", *, allow_code: bool = False) -> Prepared:
+    """Build the model and data and check everything a run will need, before anything runs.
+
+    A recipe naming code (``model.factory``) is refused unless ``allow_code``: importing the
+    factory's module runs it.
+    """
+    from deepshrink.recipe.schema import check_code
+
+    check_code(recipe, allow_code)
+    for stage in recipe.stages:
+        _check_devices(stage)
     try:
         model = build_model(recipe)
     except DeepshrinkError as error:
@@ -160,19 +172,62 @@ def prepare(recipe: Recipe, text: str = "") -> Prepared:
             f"{tuple(data.input_shape)}"
         )
     names = [name for name, _ in model.named_modules() if name]
+    slots = _slot_names(model)
     for stage in recipe.stages:
-        _check_globs(stage, names)
+        _check_globs(stage, names, slots)
     return Prepared(recipe, text, model, data)
 
 
-def _check_globs(stage: Stage, names: list[str]) -> None:
+def _slot_names(model: nn.Module) -> list[str]:
+    from deepshrink.graph.layers import weight_slots
+
+    return list(weight_slots(model))
+
+
+def _check_globs(stage: Stage, names: list[str], slots: list[str]) -> None:
+    shown = f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
     for option in ("include", "exclude"):
         for glob in getattr(stage, option) or ():
             if not fnmatch.filter(names, glob):
                 raise ConfigError(
-                    f"{stage.where}.{option}: {glob!r} matches no layer; layer names are "
-                    f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
+                    f"{stage.where}.{option}: {quoted(glob, 80)} matches no layer; layer names "
+                    f"are {shown}"
                 )
+    overrides = stage.raw.get("overrides")
+    for glob in overrides if isinstance(overrides, dict) else ():
+        if not any(fnmatch.fnmatchcase(n, str(glob)) for n in (*names, *slots)):
+            raise ConfigError(
+                f"{stage.where}.overrides: {quoted(glob, 80)} matches no layer; layer names "
+                f"are {shown}"
+            )
+
+
+def _check_devices(stage: Stage) -> None:
+    """Refuse a ``device:`` this machine does not have, before the run starts."""
+    fits = [(stage.where, getattr(stage.settings, "fit", None))]
+    iterative = getattr(stage.settings, "iterative", None)
+    if iterative is not None:
+        fits.append((f"{stage.where}.iterative.fit", iterative.fit))
+    for where, fit in fits:
+        device = fit.get("device") if isinstance(fit, dict) else getattr(fit, "device", None)
+        if not isinstance(device, str) or device in ("auto", "cpu"):
+            continue
+        kind, _, index = device.partition(":")
+        count = _device_count(kind)
+        if count <= (int(index) if index else 0):
+            raise ConfigError(
+                f"{where}.device: {device!r} is not available on this machine ({count} {kind} "
+                "devices); use device: auto or cpu"
+            )
+
+
+def _device_count(kind: str) -> int:
+    if kind == "cuda":
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "mps":
+        return int(torch.backends.mps.is_available())
+    xpu = getattr(torch, "xpu", None)
+    return xpu.device_count() if xpu is not None and xpu.is_available() else 0
 
 
 @dataclass
@@ -201,16 +256,18 @@ def check_out(out: Path, digest: str, resume: bool) -> dict[str, Any] | None:
             return None
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise FormatError(
-                f"{state_file} is damaged: {error}; start again without --resume"
+                f"{state_file} is damaged: {str(error)[:120]}; start again without --resume"
             ) from None
+        if not isinstance(state, dict) or not isinstance(state.get("done"), list):
+            raise FormatError(f"{state_file} is damaged; start again without --resume")
         if state.get("recipe_sha256") != digest:
             raise ConfigError(
                 f"{out} was run with another recipe; --resume needs the same recipe text"
             )
         return state
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != _io.LOCK for p in out.iterdir()):
         raise ConfigError(
             f"{out} is not empty; pass --resume to continue that run or choose another --out"
         )
@@ -218,14 +275,42 @@ def check_out(out: Path, digest: str, resume: bool) -> dict[str, Any] | None:
 
 
 def run_recipe(
-    path: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+    path: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    allow_code: bool = False,
 ) -> RunResult:
-    """Run the recipe at ``path`` into the folder ``out`` (see the module docstring)."""
+    """Run the recipe at ``path`` into the folder ``out`` (see the module docstring).
+
+    ``allow_code``: run a recipe that names code (``model.factory``); refused otherwise.
+    """
     recipe, text = load_recipe(path)
-    prepared = prepare(recipe, text)
+    return run_prepared(prepare(recipe, text, allow_code=allow_code), out, resume=resume,
+                        progress=progress)  # fmt: skip
+
+
+def run_prepared(
+    prepared: Prepared, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Run a prepared recipe into ``out`` while holding the folder's lock.
+
+    Everything is checked before the first byte is written: ``out`` can be a writable folder,
+    no live run holds it, and it is empty or (``resume``) holds a run of the same recipe. On
+    resume, temporary files an interrupted write left behind are removed.
+    """
     out = Path(out)
-    state = check_out(out, recipe_digest(text), resume)
-    return execute(prepared, out, state, progress=progress)
+    digest = recipe_digest(prepared.text)
+    _io.check_writable_folder(out)
+    _io.check_unlocked(out)
+    check_out(out, digest, resume)
+    with _io.folder_lock(out):
+        state = check_out(out, digest, resume)  # again: the folder may have changed meanwhile
+        if resume:
+            for path in _io.remove_stale_tmp(out):
+                logger.info("removed %s, left by an interrupted write", path)
+        return execute(prepared, out, state, progress=progress)
 
 
 def execute(

@@ -25,18 +25,28 @@ import contextlib
 import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from deepshrink._registry import Registry
-from deepshrink.errors import ConfigError, DeepshrinkError
+from deepshrink.errors import ConfigError, DeepshrinkError, quoted
 
 __all__ = [
+    "ALLOW_CODE_ENV",
+    "MAX_THREADS",
     "RECIPE_VERSION",
     "STAGES",
     "DataSpec",
@@ -45,12 +55,20 @@ __all__ = [
     "Stage",
     "StageKind",
     "call_factory",
+    "check_code",
     "parse_recipe",
     "validated",
 ]
 
 #: The recipe format version this deepshrink reads and writes.
 RECIPE_VERSION = 1
+#: Most torch CPU threads a recipe may ask for.
+MAX_THREADS = 1024
+#: The environment setting that allows recipes naming code (``model.factory``), as
+#: ``--allow-code`` does.
+ALLOW_CODE_ENV = "DEEPSHRINK_ALLOW_CODE"
+
+_FACTORY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 class _Strict(BaseModel):
@@ -60,15 +78,27 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Where the model comes from: exactly one of a zoo name, a checkpoint or a factory."""
 
-    zoo: str | None = None
+    zoo: str | None = Field(None, max_length=200)
     args: dict[str, Any] = {}
-    checkpoint: str | None = None
-    factory: str | None = Field(None, description="'package.module:function' returning a model")
+    checkpoint: str | None = Field(None, max_length=4096)
+    factory: str | None = Field(
+        None, max_length=400, description="'package.module:function' returning a model"
+    )
     root: str | None = Field(
         None,
+        max_length=4096,
         description="folder searched first for the factory's module (relative to the recipe; "
         "default: the recipe's folder), then the working directory",
     )
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, factory: str | None) -> str | None:
+        if factory is not None and not _FACTORY.fullmatch(factory):
+            raise ValueError(
+                f"factory must look like 'package.module:function', got {quoted(factory)}"
+            )
+        return factory
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -77,10 +107,6 @@ class ModelSpec(_Strict):
             raise ValueError(
                 "give exactly one of zoo: (a model name, see `deepshrink models`), checkpoint: "
                 f"(a .safetensors file) or factory: ('module:function'), got {given or 'none'}"
-            )
-        if self.factory is not None and ":" not in self.factory:
-            raise ValueError(
-                f"factory must look like 'package.module:function', got {self.factory!r}"
             )
         if self.root is not None and self.factory is None:
             raise ValueError("root is the folder of a factory's module; give it with factory:")
@@ -157,12 +183,30 @@ def call_factory(
 class DataSpec(_Strict):
     """The dataset: a name known to :func:`deepshrink.data.load`, and optional limits."""
 
-    name: str = "digits"
-    root: str | None = None
-    val_size: float = Field(0, ge=0)
-    train_limit: int | None = Field(None, gt=0, description="use the first N training samples")
-    test_limit: int | None = Field(None, gt=0, description="use the first N test samples")
-    shift: int = Field(0, ge=0, description="random crop with zero padding of N pixels (train)")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: str = Field("digits", max_length=200)
+    root: str | None = Field(None, max_length=4096)
+    val_size: float = Field(
+        0, ge=0, le=1 << 31, description="validation split: a fraction < 1 or a whole count"
+    )
+    train_limit: int | None = Field(
+        None, gt=0, le=1 << 40, description="use the first N training samples"
+    )
+    test_limit: int | None = Field(
+        None, gt=0, le=1 << 40, description="use the first N test samples"
+    )
+    shift: int = Field(
+        0, ge=0, le=64, description="random crop with zero padding of N pixels (train)"
+    )
+
+    @model_validator(mode="after")
+    def _whole_count(self) -> DataSpec:
+        if self.val_size >= 1 and self.val_size != int(self.val_size):
+            raise ValueError(
+                f"val_size is a fraction below 1 or a whole count of samples, got {self.val_size}"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -206,10 +250,12 @@ class Recipe(_Strict):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     version: Literal[1]
-    name: str = Field(min_length=1)
-    description: str = ""
-    seed: int = 0
-    threads: int | None = Field(1, gt=0, description="torch CPU threads for every stage")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=10_000)
+    seed: int = Field(0, ge=0, lt=1 << 32, description="an integer in [0, 2**32)")
+    threads: int | None = Field(
+        1, gt=0, le=MAX_THREADS, description="torch CPU threads for every stage"
+    )
     latency: bool = Field(True, description="measure CPU latency before and after")
     model: ModelSpec
     data: DataSpec = DataSpec()
@@ -247,18 +293,19 @@ def _message(cls: type[BaseModel], exc: ValidationError, where: str) -> str:
         if text.startswith(cls.__name__):
             return _retitle(text, cls.__name__, path)
         return f"{path}: {text}"
-    return f"{path}: {text}, got {first['input']!r}"
+    return f"{path}: {text}, got {quoted(first['input'])}"
 
 
 def _unknown_key(cls: type[BaseModel], key: str, path: str) -> str:
     known = sorted(cls.model_fields)
+    key, path = key[:100], path[:300]
     close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
     hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
     return f"{path}: unknown key{hint} (known: {', '.join(known)})"
 
 
 def _kind(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+    return "nothing" if value is None else f"{type(value).__name__} {quoted(value)}"
 
 
 def parse_stage(entry: Any, index: int) -> Stage:
@@ -273,7 +320,7 @@ def parse_stage(entry: Any, index: int) -> Stage:
         )
     ((kind, settings),) = entry.items()
     if kind not in STAGES:
-        raise ConfigError(f"{where}: {STAGES.unknown_message(str(kind))}")
+        raise ConfigError(f"{where}: {STAGES.unknown_message(str(kind)[:100])}")
     settings = {} if settings is None else settings
     if not isinstance(settings, dict):
         raise ConfigError(f"{where}.{kind}: expected a mapping of settings, got {_kind(settings)}")
@@ -293,9 +340,15 @@ def _globs(value: Any, where: str) -> tuple[str, ...] | None:
     if value is None:
         return None
     values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+    if (
+        not isinstance(values, list)
+        or not values
+        or len(values) > 1000
+        or not all(isinstance(v, str) and 0 < len(v) <= 1000 for v in values)
+    ):
         raise ConfigError(
-            f"{where}: expected a glob or a list of globs over layer names, got {_kind(value)}"
+            f"{where}: expected a glob or a list of globs over layer names (not empty: leave "
+            f"the key out to select every layer), got {_kind(value)}"
         )
     return tuple(values)
 
@@ -308,10 +361,13 @@ def parse_recipe(document: Any) -> Recipe:
         raise ConfigError(
             f"a recipe is a mapping (version, name, model, data, stages), got {_kind(document)}"
         )
+    from deepshrink.recipe._yaml import check_numbers
+
+    check_numbers(document)  # a Python dict may hold what YAML text was refused for
     if "version" in document and document["version"] != RECIPE_VERSION:
         raise ConfigError(
             f"version: this deepshrink reads recipe version {RECIPE_VERSION}, got "
-            f"{document['version']!r}"
+            f"{quoted(document['version'])}"
         )
     raw_stages = document.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
@@ -320,4 +376,36 @@ def parse_recipe(document: Any) -> Recipe:
         parsed = [parse_stage(entry, index) for index, entry in enumerate(raw_stages)]
     except DeepshrinkError as error:
         raise ConfigError(str(error)) from None
+    _check_order(parsed)
     return validated(Recipe, {**document, "stages": parsed}, "")
+
+
+def _check_order(stages: list[Stage]) -> None:
+    """Refuse what a stage needs from an earlier one: a distillation teacher is the model
+    before the first compressing stage, so ``distill`` needs such a stage (or a fine-tune
+    with a pruning schedule) before it."""
+    compressed = False
+    for stage in stages:
+        settings = stage.settings
+        distill = getattr(settings, "distill", None)
+        schedule = getattr(settings, "schedule", None) if stage.kind == "fine_tune" else None
+        if distill is not None and not compressed:
+            raise ConfigError(
+                f"{stage.where}.distill: no earlier prune, factorize or quantize stage, so there "
+                "is no model to distill from; move this stage after one or drop distill"
+            )
+        compressed = compressed or stage.kind in ("prune", "factorize", "quantize")
+        compressed = compressed or schedule is not None
+
+
+def check_code(recipe: Recipe, allow_code: bool) -> None:
+    """Refuse a recipe that names code to import (``model.factory``) unless ``allow_code``
+    (``--allow-code``, or the environment setting :data:`ALLOW_CODE_ENV` set to ``1``)."""
+    factory = recipe.model.factory
+    if factory is None or allow_code or os.environ.get(ALLOW_CODE_ENV) == "1":
+        return
+    raise ConfigError(
+        f"model.factory: this recipe names Python code ({quoted(factory, 80)}) that would be "
+        f"imported and run; a recipe with a factory is a program, not data. If you trust it, "
+        f"pass --allow-code (or set {ALLOW_CODE_ENV}=1)"
+    )

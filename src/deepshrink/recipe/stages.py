@@ -219,7 +219,7 @@ RUNNERS["train"] = RUNNERS["fine_tune"] = _fit
 class Iterative(_Strict):
     """Prune in ``rounds`` rounds, fine-tuning (FitConfig settings) after each."""
 
-    rounds: int = Field(ge=1)
+    rounds: int = Field(ge=1, le=1000)
     fit: dict[str, Any] = {}
 
 

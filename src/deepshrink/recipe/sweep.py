@@ -12,34 +12,40 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from deepshrink import _io
-from deepshrink.errors import ConfigError
+from deepshrink.errors import ConfigError, quoted
 from deepshrink.recipe.run import Prepared, RunResult, execute, prepare
 from deepshrink.recipe.schema import parse_recipe
 
-__all__ = ["parse_setting", "sweep_recipe"]
+__all__ = ["MAX_VARIANTS", "parse_setting", "sweep_recipe"]
+
+#: Most variants one sweep may run.
+MAX_VARIANTS = 256
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)|\[(\d+)\]")
 
 
 def parse_setting(text: str) -> tuple[list[str | int], list[Any]]:
     """``path=v1,v2,...`` → (key path, values parsed as YAML scalars)."""
-    import yaml
+    from deepshrink.recipe._yaml import load_yaml
 
     path_text, sep, values_text = text.partition("=")
-    if not sep or not values_text:
-        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE[,VALUE...]")
+    if not sep or not values_text or len(text) > 10_000:
+        raise ConfigError(f"--set {quoted(text)}: expected KEY.PATH=VALUE[,VALUE...]")
     path: list[str | int] = []
     for part in path_text.replace("].", "]").split("."):
         pieces = _PART.findall(part)
         if not pieces or "".join(n or f"[{i}]" for n, i in pieces) != part:
-            raise ConfigError(f"--set {text!r}: {part!r} is not a key or key[index]")
+            raise ConfigError(
+                f"--set {quoted(text)}: {quoted(part, 60)} is not a key or key[index]"
+            )
         path += [name if name else int(index) for name, index in pieces]
-    values = [yaml.safe_load(v) for v in values_text.split(",")]
+    values = [load_yaml(v, f"--set {path_text[:100]}", path) for v in values_text.split(",")]
     return path, values
 
 
@@ -49,53 +55,88 @@ def _assign(document: Any, path: list[str | int], value: Any, text: str) -> None
         try:
             node = node[key]
         except (KeyError, IndexError, TypeError):
-            raise ConfigError(f"--set {text}: the recipe has no {key!r} there") from None
-    if isinstance(node, dict) or (isinstance(node, list) and isinstance(path[-1], int)):
-        node[path[-1]] = value  # type: ignore[index]
+            raise ConfigError(
+                f"--set {quoted(text)}: the recipe has no {quoted(key, 60)} there"
+            ) from None
+    last = path[-1]
+    if isinstance(node, dict) or (
+        isinstance(node, list) and isinstance(last, int) and last < len(node)
+    ):
+        node[last] = value  # type: ignore[index]
     else:
-        raise ConfigError(f"--set {text}: cannot set {path[-1]!r} in a {type(node).__name__}")
+        raise ConfigError(
+            f"--set {quoted(text)}: cannot set {quoted(last, 60)} in a {type(node).__name__}"
+            + (f" of {len(node)} items" if isinstance(node, list) else "")
+        )
 
 
 def variants(document: dict[str, Any], settings: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """Every combination of the settings applied to a copy of ``document``, with a label."""
+    """Every combination of the settings applied to a copy of ``document``, with a label (a
+    harmless folder name, unique in the sweep)."""
     parsed = [(text, *parse_setting(text)) for text in settings]
-    result = []
+    count = math.prod(len(values) for _, _, values in parsed)
+    if count > MAX_VARIANTS:
+        raise ConfigError(f"--set: {count:,} variants; a sweep runs at most {MAX_VARIANTS}")
+    result, used = [], set()
     for combination in itertools.product(*(values for _, _, values in parsed)):
         variant = copy.deepcopy(document)
         labels = []
         for (text, path, _), value in zip(parsed, combination, strict=True):
             _assign(variant, path, value, text)
             labels.append(f"{path[-1]}={value}")
-        result.append(("_".join(labels), variant))
+        label = _io.safe_name("_".join(labels), "variant")
+        if label in used:
+            label = f"{label[:90]}-{len(result) + 1}"
+        used.add(label)
+        result.append((label, variant))
     return result
 
 
 def sweep_recipe(
-    path: str | Path, settings: list[str], out: str | Path, *, progress: bool = True
+    path: str | Path,
+    settings: list[str],
+    out: str | Path,
+    *,
+    progress: bool = True,
+    allow_code: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run every variant into ``out/<label>/``; write ``sweep.json``, ``sweep.md``, a plot."""
+    """Run every variant into ``out/<label>/``; write ``sweep.json``, ``sweep.md``, a plot.
+
+    Every variant is validated and ``out`` checked before anything is written; ``allow_code``
+    as in :func:`~deepshrink.recipe.run.run_recipe`.
+    """
     import yaml
 
+    from deepshrink.recipe._yaml import load_yaml
     from deepshrink.recipe.run import load_recipe
 
     _, text = load_recipe(path)
-    document = yaml.safe_load(text)
+    document = load_yaml(text, str(path))
     prepared: list[tuple[str, Prepared]] = []
     for label, variant in variants(document, settings):
         try:
             recipe = parse_recipe(variant)
+            item = prepare(recipe, yaml.safe_dump(variant, sort_keys=False), allow_code=allow_code)
         except ConfigError as error:
             raise ConfigError(f"variant {label}: {error}") from None
-        prepared.append((label, prepare(recipe, yaml.safe_dump(variant, sort_keys=False))))
+        prepared.append((label, item))
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; choose another --out")
-    rows = []
-    for label, item in prepared:
-        result: RunResult = execute(item, out / label, None, progress=progress)
-        rows.append(_row(label, result))
-    _write_summary(out, rows)
+    _io.check_writable_folder(out)
+    _io.check_unlocked(out)
+    _check_empty(out)
+    with _io.folder_lock(out):
+        _check_empty(out)
+        rows = []
+        for label, item in prepared:
+            result: RunResult = execute(item, out / label, None, progress=progress)
+            rows.append(_row(label, result))
+        _write_summary(out, rows)
     return rows
+
+
+def _check_empty(out: Path) -> None:
+    if out.is_dir() and any(p.name != _io.LOCK for p in out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose another --out")
 
 
 def _row(label: str, result: RunResult) -> dict[str, Any]:

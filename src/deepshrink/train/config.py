@@ -7,7 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from deepshrink.errors import ConfigError
+from deepshrink.errors import ConfigError, quoted
+
+#: Most epochs (and warm-up, step and patience epochs) a config may ask for.
+MAX_EPOCHS = 100_000
 
 
 class FitConfig(BaseModel):
@@ -17,28 +20,41 @@ class FitConfig(BaseModel):
     'cosine'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    epochs: int = Field(10, ge=0, description="passes over the training set")
-    batch_size: int = Field(128, gt=0)
+    epochs: int = Field(10, ge=0, le=MAX_EPOCHS, description="passes over the training set")
+    batch_size: int = Field(128, gt=0, le=1 << 20)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0, description="peak learning rate")
+    lr: float = Field(0.05, gt=0, le=1e3, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0)
+    weight_decay: float = Field(5e-4, ge=0, le=1e3)
     schedule: Literal["cosine", "step", "inv", "constant"] = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up length, in epochs")
-    step_epochs: int = Field(30, gt=0, description="'step' schedule: epochs between decays")
-    gamma: float = Field(0.1, gt=0, description="'step': decay factor; 'inv': Caffe's gamma")
-    power: float = Field(0.75, gt=0, description="'inv' schedule: Caffe's power")
+    warmup_epochs: float = Field(
+        0.0, ge=0, le=MAX_EPOCHS, description="linear warm-up length, in epochs"
+    )
+    step_epochs: int = Field(
+        30, gt=0, le=MAX_EPOCHS, description="'step' schedule: epochs between decays"
+    )
+    gamma: float = Field(
+        0.1, gt=0, le=1e3, description="'step': decay factor; 'inv': Caffe's gamma"
+    )
+    power: float = Field(0.75, gt=0, le=1e3, description="'inv' schedule: Caffe's power")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
-    seed: int = 0
-    threads: int | None = Field(None, gt=0, description="torch CPU threads during training")
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    patience: int | None = Field(
-        None, gt=0, description="stop after this many epochs without a better val accuracy"
+    seed: int = Field(0, ge=-(1 << 63), lt=1 << 63)
+    threads: int | None = Field(
+        None, gt=0, le=1024, description="torch CPU threads during training"
     )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|(cuda|xpu)(:\d{1,4})?)$",
+        description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'",
+    )
+    patience: int | None = Field(
+        None, gt=0, le=MAX_EPOCHS,
+        description="stop after this many epochs without a better val accuracy",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _check(self) -> FitConfig:
@@ -83,5 +99,5 @@ def build_config(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
-        value = f", got {first['input']!r}" if first["loc"] else ""
+        value = f", got {quoted(first['input'])}" if first["loc"] else ""
         raise ConfigError(f"fit {where}: {first['msg']}{value}") from None
