@@ -51,6 +51,13 @@ def key_path(parts: list[str | int]) -> str:
     return text.removeprefix(".") or "recipe"
 
 
+def _loader() -> Any:
+    """libyaml's safe loader where PyYAML was built with it (many times faster), else PyYAML's."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _where(source: str, mark: Any) -> str:
     return f"{source}: line {mark.line + 1}, column {mark.column + 1}"
 
@@ -60,7 +67,7 @@ def _scan_events(text: str, source: str) -> None:
     import yaml
 
     depth = nodes = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_loader()):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise ConfigError(
                 f"{_where(source, event.start_mark)}: YAML anchors and aliases are refused in "
@@ -142,7 +149,7 @@ def load_yaml(text: str, source: str, at: list[str | int] | None = None) -> Any:
         raise ConfigError(f"{source}: {len(text):,} characters; a recipe is at most {MAX_BYTES:,}")
     try:
         _scan_events(text, source)
-        loader = yaml.SafeLoader(text)
+        loader = _loader()(text)
         try:
             node = loader.get_single_node()
             if node is None:

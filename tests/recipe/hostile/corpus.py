@@ -169,12 +169,12 @@ def cases() -> list[Case]:
         Case(
             "nesting-20000",
             with_line("description: " + "[" * 20000 + "]" * 20000),
-            ("nested deeper",),
+            ("nest",),
         ),  # fmt: skip
         Case(
             "nesting-20000-maps",
             with_line("description: " + "{a: " * 20000 + "1" + "}" * 20000),
-            ("nested deeper",),
+            ("nest",),
         ),  # fmt: skip
         Case(
             "nodes-300000", with_line("description: [" + "1," * 300_000 + "1]"), ("more than",)
