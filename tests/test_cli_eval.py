@@ -207,3 +207,39 @@ def test_inspect_refuses_other_files(capsys, tmp_path: Path, name: str) -> None:
     code, _, err = run(capsys, "inspect", str(tmp_path / name))
     line = one_error_line(code, err)
     assert name in line and KINDS in line
+
+
+def test_export_writes_onnx_that_agrees_with_pytorch(capsys, files, tmp_path: Path) -> None:
+    out_file = tmp_path / "m.onnx"
+    code, out, err = run(capsys, "export", str(files[".safetensors"]), "--data", "digits",
+                         "-o", str(out_file))  # fmt: skip
+    assert code == 0, err
+    assert f"wrote {out_file} ({out_file.stat().st_size:,} B, fp32 onnx)" in out
+    assert row(out, "PyTorch") == f"{100 * files['accuracy']:.2f}%"
+    assert row(out, "ONNX Runtime") == f"{100 * files['accuracy']:.2f}%"
+    assert row(out, "predictions changed") == f"0 of {files['samples']}"
+
+
+def test_export_int8_dynamic_from_a_dsz_is_smaller(capsys, files, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "export", str(files[".dsz"]), "--int8", "dynamic",
+                         "--no-verify", "-o", str(tmp_path / "q.onnx"))  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "q.onnx").stat().st_size < 0.5 * files[".onnx"].stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--int8", "static", "--fp16"], "choose one of --int8 and --fp16"),
+        (["--calibration-samples", "0", "--int8", "static"], "--calibration-samples"),
+        (["-o", "/proc/no/such/dir/m.onnx", "--no-verify"], "m.onnx"),
+    ],
+)
+def test_export_refuses_bad_options_in_one_line(capsys, files, args, says: str) -> None:
+    code, _, err = run(capsys, "export", str(files[".safetensors"]), "--data", "digits", *args)
+    assert says in one_error_line(code, err)
+
+
+def test_export_refuses_a_file_that_is_already_exported(capsys, files) -> None:
+    code, _, err = run(capsys, "export", str(files[".onnx"]))
+    assert "already a .onnx file" in one_error_line(code, err)

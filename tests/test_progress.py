@@ -133,3 +133,16 @@ def test_log_handler_is_plain_when_not_on_a_terminal(monkeypatch: pytest.MonkeyP
     assert handler.stream is sys.stderr
     record = logging.LogRecord("deepshrink.x", logging.INFO, "f", 1, "epoch 1/2: done", (), None)
     assert re.fullmatch(r"\d\d:\d\d:\d\d INFO epoch 1/2: done", handler.format(record))
+
+
+def test_long_evaluation_logs_while_it_scores(caplog: pytest.LogCaptureFixture) -> None:
+    from deepshrink.train.evaluation import evaluate
+
+    data = ArrayDataset(torch.rand(40, 1, 2, 2), torch.zeros(40, dtype=torch.long))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with caplog.at_level(logging.INFO, logger="deepshrink"):
+        list(_progress.ticking(range(3), "scoring", logging.getLogger("deepshrink.t"), 0.0))
+        assert evaluate(model, data, batch_size=8).count == 40
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:3] == [f"scoring: {n} batches done (0s)" for n in range(3)]
+    assert lines[3:] == []  # a fast evaluation (under the 10 s interval) stays quiet

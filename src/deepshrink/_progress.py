@@ -117,3 +117,18 @@ def samples_line(prefix: str, seen: int, total: int | None, loss: float, top1: f
     count = f"{seen:,}/{total:,}" if total else f"{seen:,}"
     accuracy = "" if top1 is None else f", acc {top1:.2%}"
     return f"{prefix}: {count} samples, loss {loss:.4f}{accuracy}"
+
+
+def ticking(items: Any, what: str, log: logging.Logger, interval: float = INTERVAL) -> Any:
+    """Yield ``items``; when one is slow to finish, log "``what``: N batches done (Ts)" at most
+    every ``interval`` seconds, so long evaluations are never silent.
+
+    >>> list(ticking(range(3), "scoring", logging.getLogger("test")))
+    [0, 1, 2]
+    """
+    beat = Heartbeat(interval)
+    started = beat.last
+    for done, item in enumerate(items):
+        if beat.due():
+            log.info("%s: %d batches done (%.0fs)", what, done, beat.last - started)
+        yield item

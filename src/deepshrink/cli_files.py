@@ -18,7 +18,7 @@ from deepshrink._cli_common import load_data as _load_data
 from deepshrink.errors import ConfigError, FormatError
 
 #: The model files ``eval`` and ``inspect`` read.
-_KINDS = ".safetensors, .dsz, .onnx"
+_KINDS = ".safetensors, .dsz, .onnx, .tflite"
 
 
 def _model_file(path: Path) -> str:
@@ -78,11 +78,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _eval_onnx(path: Path, bundle: Any) -> str:
-    """Accuracy of the ONNX classifier at ``path`` in ONNX Runtime, as a Markdown table."""
+def _eval_onnx(path: Path, bundle: Any) -> Any:
+    """The ONNX classifier at ``path`` scored in ONNX Runtime."""
     from types import SimpleNamespace
 
-    from deepshrink.eval import _units
     from deepshrink.export.runtime import evaluate_onnx
 
     sess = _onnx_session(path)
@@ -90,7 +89,7 @@ def _eval_onnx(path: Path, bundle: Any) -> str:
     if len(sess.get_inputs()) == 1 and all(isinstance(d, int) for d in dims):
         _check_fits(SimpleNamespace(input_shape=dims), path.name, bundle)
     try:
-        result = evaluate_onnx(sess, bundle.test)
+        return evaluate_onnx(sess, bundle.test)
     except Exception as exc:
         if not type(exc).__module__.startswith("onnxruntime"):
             raise
@@ -98,10 +97,35 @@ def _eval_onnx(path: Path, bundle: Any) -> str:
             f"{path} does not run on this data in ONNX Runtime: "
             f"{_first_line(exc)}; pick the dataset it was made for"
         ) from None
+
+
+def _eval_tflite(path: Path, bundle: Any) -> Any:
+    """The TFLite classifier at ``path`` scored in the LiteRT interpreter."""
+    from types import SimpleNamespace
+
+    from deepshrink.export.tflite import evaluate_tflite, interpreter
+
+    runner = interpreter(path)
+    shape = [int(d) for d in runner.get_input_details()[0]["shape"]][1:]
+    if len(runner.get_input_details()) == 1:
+        _check_fits(SimpleNamespace(input_shape=shape), path.name, bundle)
+    return evaluate_tflite(runner, bundle.test)
+
+
+def _eval_runtime(path: Path, bundle: Any) -> str:
+    """Accuracy of an exported classifier in its own runtime, as a Markdown table."""
+    from deepshrink.eval import _units
+    from deepshrink.eval.agreement import accuracy_interval
+
+    if path.suffix.lower() == ".tflite":
+        result, runtime = _eval_tflite(path, bundle), "LiteRT interpreter (CPU, 1 thread)"
+    else:
+        result, runtime = _eval_onnx(path, bundle), "ONNX Runtime (CPU, 1 thread)"
     rows = [
         ("model", path.name),
-        ("runtime", "ONNX Runtime (CPU, 1 thread)"),
+        ("runtime", runtime),
         ("top-1 accuracy", _units.percent(result.top1)),
+        ("top-1 95% interval", accuracy_interval(result.top1, result.count)),
         ("top-5 accuracy", _units.percent(result.top5)),
         ("loss", f"{result.loss:.4f}"),
         ("test samples", _units.count(result.count)),
@@ -117,16 +141,17 @@ def _eval_onnx(path: Path, bundle: Any) -> str:
 @click.option("--threads", type=int, help="torch CPU threads for latency.")
 def eval_command(file: Path, data_name: str, data_root: Path | None, latency: bool,
                  threads: int | None) -> None:  # fmt: skip
-    """Evaluate a model FILE (.safetensors with its .json, .dsz, .onnx) on --data.
+    """Evaluate a model FILE (.safetensors with its .json, .dsz, .onnx, .tflite) on --data.
 
-    Accuracy and test samples, the file's size on disk; for PyTorch models (.safetensors, .dsz)
+    Accuracy with its 95 % interval and test samples, the file's size on disk; .onnx runs in
+    ONNX Runtime, .tflite in the LiteRT interpreter; for PyTorch models (.safetensors, .dsz)
     also parameters, MACs and latency.
     """
     from deepshrink import eval as ds_eval
 
     kind = _model_file(file)
-    if kind == ".onnx":
-        markdown = _eval_onnx(file, _load_data(data_name, data_root))
+    if kind in (".onnx", ".tflite"):
+        markdown = _eval_runtime(file, _load_data(data_name, data_root))
     else:
         net, fields = _load_pytorch(file, kind)
         bundle = _load_data(data_name, data_root)
@@ -229,16 +254,151 @@ def _inspect_onnx(path: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _inspect_tflite(path: Path) -> list[str]:
+    from deepshrink.eval import _units
+    from deepshrink.export.tflite import describe_tflite
+
+    described = describe_tflite(path)
+    header = ("name", "dtype", "shape", "scale / zero point")
+
+    def rows(entries: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+        return [
+            (e["name"], e["dtype"], "×".join(map(str, e["shape"])) or "scalar",
+             "{scale:.6g} / {zero_point}".format(**e["quantization"]) if e["quantization"]
+             else "")
+            for e in entries
+        ]  # fmt: skip
+
+    ops = sorted(described["ops"].items(), key=lambda item: -item[1])
+    constants = [(kind, f"{size:,}") for kind, size in sorted(described["tensor_bytes"].items())]
+    return [
+        "inputs:", _units.table(header, rows(described["inputs"])), "",
+        "outputs:", _units.table(header, rows(described["outputs"])), "",
+        "ops:", _units.table(("op", "count"), [(op, str(n)) for op, n in ops]), "",
+        "constant tensors:", _units.table(("dtype", "bytes"), constants),
+    ]  # fmt: skip
+
+
 @click.command("inspect")
 @click.argument("file", type=_PATH)
 def inspect_command(file: Path) -> None:
-    """Show what a model FILE holds (.safetensors with its .json, .dsz, .onnx); no data needed.
+    """Show what a model FILE holds (.safetensors with its .json, .dsz, .onnx, .tflite); no
+    data needed.
 
     .dsz: arch and the per-layer size table; .safetensors: arch, structure and each tensor's
-    shape, dtype and bytes; .onnx: inputs, outputs and op counts. Nothing is unpickled.
+    shape, dtype and bytes; .onnx and .tflite: inputs, outputs and op counts (.tflite: input
+    quantization and constant bytes by dtype too). Nothing is unpickled.
     """
     kind = _model_file(file)
-    show = {".dsz": _inspect_dsz, ".safetensors": _inspect_safetensors, ".onnx": _inspect_onnx}
+    show = {".dsz": _inspect_dsz, ".safetensors": _inspect_safetensors, ".onnx": _inspect_onnx,
+            ".tflite": _inspect_tflite}  # fmt: skip
     for line in show[kind](file):
         click.echo(line)
     click.echo(f"file: {file} ({file.stat().st_size:,} B on disk)")
+
+
+@click.command("export")
+@click.argument("checkpoint", type=_PATH)
+@click.option("--to", "target", type=click.Choice(["onnx", "tflite"]), default="onnx",
+              show_default=True, help="Deployment format.")  # fmt: skip
+@click.option(
+    "--int8",
+    type=click.Choice(["static", "dynamic"]),
+    help="int8 weights: static (activations too, calibrated on --data) or dynamic.",
+)
+@click.option("--fp16", is_flag=True, help="fp16 weights.")
+@click.option("-o", "--out", type=_PATH, help="Output file (default: beside CHECKPOINT).")
+@data_options
+@click.option("--calibration-samples", default=256, show_default=True,
+              help="Training samples that calibrate static int8.")  # fmt: skip
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    help="Score the written file in its runtime against PyTorch on --data.",
+)
+def export_command(checkpoint: Path, target: str, int8: str | None, fp16: bool,
+                   out: Path | None, data_name: str, data_root: Path | None,
+                   calibration_samples: int, verify: bool) -> None:  # fmt: skip
+    """Write CHECKPOINT (.safetensors with its .json, or .dsz) as ONNX or TFLite.
+
+    The file is written atomically; with --verify (the default) its accuracy in its runtime is
+    printed beside PyTorch's on --data's test set, with the predictions that changed.
+    """
+    import torch
+
+    from deepshrink.export import export
+
+    kind = _model_file(checkpoint)
+    if kind not in (".safetensors", ".dsz"):
+        raise ConfigError(f"{checkpoint} is already a {kind} file; export reads a PyTorch "
+                          "model: a .safetensors checkpoint (with its .json) or a .dsz "
+                          "container")  # fmt: skip
+    if int8 and fp16:
+        raise ConfigError("choose one of --int8 and --fp16")
+    if calibration_samples < 1:
+        raise ConfigError(f"--calibration-samples must be at least 1, got {calibration_samples}")
+    mode = f"int8-{int8}" if int8 else "fp16" if fp16 else "fp32"
+    path = out or checkpoint.with_name(f"{checkpoint.stem}.{mode}.{target}")
+    _check_writable(path)
+    net, fields = _load_pytorch(checkpoint, kind)
+    name = (fields.get("arch") or {}).get("name", checkpoint.stem)
+    bundle = _load_data(data_name, data_root) if verify or int8 == "static" else None
+    calibration = None
+    if int8 == "static" and bundle is not None:
+        _check_fits(net, name, bundle)
+        train = bundle.train.without_transform()
+        calibration = train.subset(torch.arange(min(calibration_samples, len(train))))
+    export(net, path, int8=int8 or False, fp16=fp16, calibration=calibration)
+    click.echo(f"wrote {path} ({path.stat().st_size:,} B, {mode} {target})")
+    if verify and bundle is not None:
+        _check_fits(net, name, bundle)
+        click.echo(_verify_lines(net, path, bundle))
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any work, an output whose folder cannot be made or written."""
+    import os
+
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror} ({path.parent})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"cannot write {path}: {path.parent} is not writable")
+
+
+def _verify_lines(net: Any, path: Path, bundle: Any) -> str:
+    """PyTorch's accuracy, the file's in its runtime, and how many predictions changed."""
+    from deepshrink.eval import _units
+    from deepshrink.eval.agreement import (
+        changed_predictions,
+        model_forward,
+        predicted_classes,
+        scored_labels,
+    )
+
+    forward, runtime = _file_forward(path)
+    before = predicted_classes(model_forward(net), bundle.test)
+    after = predicted_classes(forward, bundle.test)
+    labels = scored_labels(bundle.test)
+    rows = [
+        ("PyTorch", _units.percent(float((before == labels).float().mean()))),
+        (runtime, _units.percent(float((after == labels).float().mean()))),
+        ("predictions changed", f"{changed_predictions(before, after):,} of {len(labels):,}"),
+    ]
+    return _units.table(("top-1 on the test set", "value"), rows)
+
+
+def _file_forward(path: Path) -> tuple[Any, str]:
+    """The exported file as a ``forward(inputs) -> logits`` function, and its runtime's name."""
+    if path.suffix == ".tflite":
+        import torch
+
+        from deepshrink.export.tflite import predict_tflite
+
+        return (lambda x: torch.from_numpy(predict_tflite(path, x)).float()), "LiteRT"
+    from deepshrink.export.runtime import forward
+
+    return forward(_onnx_session(path)), "ONNX Runtime"

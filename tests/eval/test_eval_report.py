@@ -69,21 +69,25 @@ def test_compare_without_latency_or_accuracy() -> None:
 def test_comparison_markdown() -> None:
     text = compare(dense(), pruned()).to_markdown()
     assert text.splitlines()[0] == "| metric | before | after | change |"
-    assert "| top-1 accuracy | 50.00% | 75.00% | +25.00 pp |" in text
+    # Wilson 95 % interval of 50 of 100: 40.38–59.62 %
+    assert "| top-1 accuracy (95% interval) | 50.00% (40.38–59.62) | 75.00% (" in text
+    assert "| test samples | 100 | 100 |  |" in text
     assert "| parameters | 266,610 | 266,610 | 1.00× |" in text
     assert "| non-zero parameters | 266,610 | 26,661 | 10.00× fewer |" in text
     assert "| sparsity | 0.00% | 90.00% | +90.00 pp |" in text
     assert "| MACs (batch 1) | 266.20 k MACs | 133.10 k MACs | 2.00× fewer |" in text
-    assert "| file size | 1.07 MB | 106.68 kB | 10.00× smaller |" in text
+    assert "| file on disk | 1.07 MB | 106.68 kB | 10.00× smaller |" in text
     # latencies measured at different times are shown, never claimed
     assert "| latency, batch 64 | 8.000 ms | 2.000 ms | timed separately: no claim |" in text
     speed = {64: Speed(ratio=3.9, low=3.7, high=4.1, verdict="faster", cpu_ms=2.0, wall_ms=2.1,
                        baseline_cpu_ms=7.8, rounds=30)}  # fmt: skip
-    timed = compare(dense(), pruned(), speed=speed).to_markdown()
+    timed = compare(dense(), pruned(), speed=speed, speed_runtime="ONNX Runtime",
+                    changed_predictions=7).to_markdown()  # fmt: skip
     assert (
-        "| latency, batch 64 (CPU, side by side) | 7.800 ms | 2.000 ms | 3.90× faster "
+        "| latency, batch 64 (ONNX Runtime, side by side) | 7.800 ms | 2.000 ms | 3.90× faster "
         "(3.70–4.10) |" in timed
     )
+    assert "| test samples | 100 | 100 | 7 predictions changed (7.00%) |" in timed
 
 
 def test_report_markdown() -> None:

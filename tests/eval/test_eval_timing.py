@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from deepshrink.eval.timing import decide, interval, side_by_side
+from deepshrink.eval.timing import Speed, decide, interval, side_by_side
 
 
 class StubClock:
@@ -75,3 +75,9 @@ def test_bad_settings_are_refused() -> None:
         side_by_side({"only": lambda: None})
     with pytest.raises(ConfigError, match="rounds ≥ 3"):
         side_by_side({"a": lambda: None, "b": lambda: None}, rounds=2)
+
+
+def test_slower_states_its_interval_as_a_slow_down_factor() -> None:
+    speed = Speed(ratio=0.5, low=0.4, high=0.625, verdict="slower", cpu_ms=2.0, wall_ms=2.0,
+                  baseline_cpu_ms=1.0, rounds=30)  # fmt: skip
+    assert speed.text() == "2.00× slower (1.60–2.50)"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepshrink.eval import _units
+from deepshrink.eval.agreement import accuracy_interval
 from deepshrink.eval.report import LARGE_BATCH, Report
 from deepshrink.eval.timing import Speed
 
@@ -44,6 +45,10 @@ class Comparison:
     accuracy_delta: float | None
     #: Side-by-side speed of ``after`` against ``before`` per batch size (``None``: not measured).
     speed: dict[int, Speed] | None = None
+    #: Where ``speed`` was measured: "PyTorch", "ONNX Runtime", "LiteRT".
+    speed_runtime: str = "PyTorch"
+    #: Samples whose predicted class differs between ``before`` and ``after``.
+    changed_predictions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Both reports and every ratio as a plain dict."""
@@ -55,8 +60,8 @@ class Comparison:
         fewer, smaller = ("fewer", "more"), ("smaller", "larger")
         sparsity_delta = 100 * (a.sparsity - b.sparsity)
         table = [
-            ("top-1 accuracy", _units.percent, b.accuracy, a.accuracy,
-             _units.points(self.accuracy_delta)),
+            ("top-1 accuracy (95% interval)", _accuracy, b, a, _units.points(self.accuracy_delta)),
+            ("test samples", _units.count, b.samples, a.samples, self._changed_text()),
             ("parameters", _units.count, b.parameters, a.parameters,
              _units.ratio(self.parameters_ratio, *fewer)),
             ("non-zero parameters", _units.count, b.nonzero_parameters, a.nonzero_parameters,
@@ -65,9 +70,9 @@ class Comparison:
             ("MACs (batch 1)", _units.macs, b.macs, a.macs, _units.ratio(self.macs_ratio, *fewer)),
             ("dense fp32 size", _units.size, b.dense_bytes, a.dense_bytes,
              _units.ratio(self.dense_compression, *smaller)),
-            ("file size", _units.size, b.file_bytes, a.file_bytes,
+            ("file on disk", _units.size, b.file_bytes, a.file_bytes,
              _units.ratio(self.compression, *smaller)),
-            ("gzip size", _units.size, b.gzip_bytes, a.gzip_bytes,
+            ("file gzipped", _units.size, b.gzip_bytes, a.gzip_bytes,
              _units.ratio(self.gzip_compression, *smaller)),
             (*self._latency(1, b.latency_ms_batch1, a.latency_ms_batch1),
              self._speed_text(1, self.speedup_batch1)),
@@ -80,9 +85,17 @@ class Comparison:
         """The row's label and values: side-by-side thread CPU medians when measured so."""
         if self.speed and batch in self.speed:
             speed = self.speed[batch]
-            label = f"latency, batch {batch} (CPU, side by side)"
+            label = f"latency, batch {batch} ({self.speed_runtime}, side by side)"
             return label, _units.milliseconds, speed.baseline_cpu_ms, speed.cpu_ms
         return f"latency, batch {batch}", _units.milliseconds, before, after
+
+    def _changed_text(self) -> str:
+        """ "7 predictions changed (1.94%)", or "" when not counted."""
+        changed, total = self.changed_predictions, self.after.samples
+        if changed is None:
+            return ""
+        share = f" ({_units.percent(changed / total)})" if total else ""
+        return f"{changed:,} prediction{'' if changed == 1 else 's'} changed{share}"
 
     def _speed_text(self, batch: int, ratio: float | None) -> str:
         if self.speed and batch in self.speed:
@@ -97,8 +110,19 @@ class Comparison:
         return self.to_markdown()
 
 
-def compare(before: Report, after: Report, *, speed: dict[int, Speed] | None = None) -> Comparison:
+def compare(
+    before: Report,
+    after: Report,
+    *,
+    speed: dict[int, Speed] | None = None,
+    speed_runtime: str = "PyTorch",
+    changed_predictions: int | None = None,
+) -> Comparison:
     """Ratios ``before / after`` of sizes, counts and latency, and the accuracy change.
+
+    ``speed`` is a side-by-side measurement (``compare_speed`` or ``compare_calls``) made in
+    ``speed_runtime``; ``changed_predictions`` counts samples whose class changed
+    (:func:`deepshrink.eval.agreement.changed_predictions`).
 
     >>> base = Report(parameters=1000, nonzero_parameters=1000, macs=500, dense_bytes=4000,
     ...               file_bytes=4100, gzip_bytes=3900, accuracy=0.98)
@@ -127,7 +151,17 @@ def compare(before: Report, after: Report, *, speed: dict[int, Speed] | None = N
         speedup_batch64=_ratio(before.latency_ms_batch64, after.latency_ms_batch64),
         accuracy_delta=_points(before.accuracy, after.accuracy),
         speed=speed,
+        speed_runtime=speed_runtime,
+        changed_predictions=changed_predictions,
     )
+
+
+def _accuracy(report: Report) -> str:
+    """Top-1 with its Wilson 95 % interval when the samples are known: "98.06% (96.04–99.06)"."""
+    if report.accuracy is None or not report.samples:
+        return _units.percent(report.accuracy)
+    span = accuracy_interval(report.accuracy, report.samples).rstrip("%")
+    return f"{_units.percent(report.accuracy)} ({span})"
 
 
 def _ratio(before: float | None, after: float | None) -> float | None:

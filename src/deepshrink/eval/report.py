@@ -22,6 +22,7 @@ from deepshrink import _io
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.eval import _units
 from deepshrink.eval._inputs import derive_inputs, with_batch_size
+from deepshrink.eval.agreement import accuracy_interval
 from deepshrink.eval.counts import count_macs, count_nonzero, count_parameters
 from deepshrink.eval.latency import measure_latency
 from deepshrink.eval.size import dense_bytes, file_bytes, gzip_bytes, saved_size
@@ -114,6 +115,7 @@ class Report:
         rows = [
             ("model", self.name or _units.MISSING),
             ("top-1 accuracy", _units.percent(self.accuracy)),
+            ("top-1 95% interval", accuracy_interval(self.accuracy, self.samples)),
             ("top-5 accuracy", _units.percent(self.top5)),
             ("loss", _units.MISSING if self.loss is None else f"{self.loss:.4f}"),
             ("test samples", _units.count(self.samples)),

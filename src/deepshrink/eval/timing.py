@@ -33,7 +33,9 @@ from typing import Any
 
 from deepshrink.errors import ConfigError
 
-__all__ = ["MIN_EFFECT", "Speed", "compare_speed", "decide", "interval", "side_by_side"]
+__all__ = [
+    "MIN_EFFECT", "Speed", "compare_calls", "compare_speed", "decide", "interval", "side_by_side",
+]  # fmt: skip
 
 #: Smallest change claimed: the whole 95 % interval must lie above ``1 + MIN_EFFECT`` (faster)
 #: or below ``1 / (1 + MIN_EFFECT)`` (slower).
@@ -64,12 +66,13 @@ class Speed:
         return self.verdict != "no measurable change"
 
     def text(self) -> str:
-        """``"1.58× faster (1.55–1.61)"`` or ``"no measurable change (0.97–1.04)"``."""
+        """``"1.58× faster (1.55–1.61)"``, ``"2.00× slower (1.90–2.10)"`` or ``"no measurable
+        change (0.97–1.04)"``; the interval is of the stated factor."""
         span = f"({self.low:.2f}–{self.high:.2f})"
         if self.verdict == "faster":
             return f"{self.ratio:.2f}× faster {span}"
-        if self.verdict == "slower":
-            return f"{1 / self.ratio:.2f}× slower {span}"
+        if self.verdict == "slower":  # the interval turned round too: slower by 1/high to 1/low
+            return f"{1 / self.ratio:.2f}× slower ({1 / self.high:.2f}–{1 / self.low:.2f})"
         return f"no measurable change {span}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,26 +202,53 @@ def compare_speed(
 
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
+
+    def calls(model: Any) -> Callable[[int], Callable[[], Any]]:
+        def make(size: int) -> Callable[[], Any]:
+            x = on_model_device(with_batch_size(example_inputs, size), model)
+            return lambda: call(model, x)
+
+        return make
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    results: dict[int, Speed] = {}
     try:
         with inference(baseline), inference(candidate):
-            for size in batch_sizes:
-                inputs = {
-                    "baseline": on_model_device(with_batch_size(example_inputs, size), baseline),
-                    "candidate": on_model_device(with_batch_size(example_inputs, size), candidate),
-                }
-                fns = {
-                    "baseline": lambda x=inputs["baseline"]: call(baseline, x),
-                    "candidate": lambda x=inputs["candidate"]: call(candidate, x),
-                }
-                single = min(_once(fns["baseline"]), _once(fns["candidate"]))
-                repeat = max(1, int(min_call_seconds / max(single, 1e-7)))
-                timed = side_by_side(fns, rounds=rounds, repeat=repeat, threads=threads)
-                results[size] = timed["candidate"]
+            return compare_calls(calls(baseline), calls(candidate), batch_sizes=batch_sizes,
+                                 threads=threads, rounds=rounds,
+                                 min_call_seconds=min_call_seconds)  # fmt: skip
     finally:
         torch.set_num_threads(previous)
+
+
+def compare_calls(
+    baseline: Callable[[int], Callable[[], Any]],
+    candidate: Callable[[int], Callable[[], Any]],
+    *,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    threads: int | None = 1,
+    rounds: int = 30,
+    min_call_seconds: float = 0.002,
+) -> dict[int, Speed]:
+    """The candidate's speed against the baseline at each batch size, for any runtime.
+
+    ``baseline(size)`` and ``candidate(size)`` return a call that runs one inference of a batch
+    of ``size`` (a PyTorch model, an ONNX Runtime or LiteRT session on one intra-op thread, which
+    runs in the calling thread, so thread CPU time counts it). Calls too short for the clock are
+    repeated to last ``min_call_seconds``.
+
+    >>> work = lambda n: (lambda: sum(range(200 * n)))
+    >>> speeds = compare_calls(work, work, batch_sizes=(1,), rounds=5)
+    >>> speeds[1].rounds
+    5
+    """
+    results: dict[int, Speed] = {}
+    for size in batch_sizes:
+        fns = {"baseline": baseline(size), "candidate": candidate(size)}
+        single = min(_once(fns["baseline"]), _once(fns["candidate"]))
+        repeat = max(1, int(min_call_seconds / max(single, 1e-7)))
+        timed = side_by_side(fns, rounds=rounds, repeat=repeat, threads=threads)
+        results[size] = timed["candidate"]
     return results
 
 

@@ -19,10 +19,11 @@ that a noisy neighbour on a shared machine slows every file alike and ratios sta
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from deepshrink._progress import ticking
 from deepshrink.errors import ConfigError, DeepshrinkError
 from deepshrink.eval.latency import Latency
 from deepshrink.graph.io import inputs_and_labels
 from deepshrink.train.evaluation import EvalResult, batches
 
-__all__ = ["compare_latency", "evaluate_onnx", "feed", "optimized_ops", "predict", "session"]
+__all__ = [
+    "compare_latency", "evaluate_onnx", "feed", "forward", "optimized_ops", "predict", "runner",
+    "session",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 Source = str | os.PathLike[str] | Any  # a path or an onnxruntime.InferenceSession
 
@@ -133,6 +140,22 @@ def predict(source: Source, x: Any, *, threads: int = 1) -> np.ndarray:
     return sess.run(None, feed(x, _graph_inputs(sess)))[0]
 
 
+def forward(source: Source, *, threads: int = 1) -> Callable[[Any], Tensor]:
+    """The ONNX model as a function of a batch's inputs returning its first output as a float
+    tensor (what :func:`deepshrink.eval.agreement.predicted_classes` takes)."""
+    sess = _session(source, threads)
+    return lambda inputs: torch.from_numpy(predict(sess, inputs)).float()
+
+
+def runner(source: Source, inputs: Any, *, threads: int = 1) -> Callable[[], Any]:
+    """A call that runs the ONNX model once on ``inputs`` (converted once, up front), for
+    side-by-side timing (:func:`deepshrink.eval.timing.compare_calls`). With one intra-op thread
+    ONNX Runtime computes in the calling thread, so thread CPU time counts all of it."""
+    sess = _session(source, threads)
+    fed = feed(inputs, _graph_inputs(sess))
+    return lambda: sess.run(None, fed)
+
+
 def evaluate_onnx(
     source: Source, dataset: Any, *, batch_size: int = 256, threads: int = 1
 ) -> EvalResult:
@@ -145,7 +168,7 @@ def evaluate_onnx(
     sess = _session(source, threads)
     correct1 = correct5 = count = 0
     loss_sum = 0.0
-    for batch in batches(dataset, batch_size):
+    for batch in ticking(batches(dataset, batch_size), "evaluating in ONNX Runtime", logger):
         inputs, labels = inputs_and_labels(batch)
         if not isinstance(labels, Tensor):
             raise ConfigError("evaluate_onnx needs labelled batches: (inputs, labels) pairs or "

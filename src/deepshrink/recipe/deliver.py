@@ -1,19 +1,21 @@
 """The ``encode`` and ``export`` stages: the files a recipe delivers, measured.
 
 ``encode`` writes the Deep Compression container and continues from the decoded model;
-``export`` writes an ONNX file and measures it in ONNX Runtime (accuracy, gzip size, latency
-against the fp32 export of the same model).
+``export`` writes an ONNX or TFLite file and measures it in its runtime (accuracy, gzip size,
+speed against the fp32 export of the same model, side by side).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
+from deepshrink.recipe.headline import EXPORT_OPTIONS
 from deepshrink.recipe.schema import Stage, _Strict, validated
 from deepshrink.recipe.stages import Context, finalized, runs, stage_kind
 
@@ -55,12 +57,14 @@ def _encode(context: Context, stage: Stage) -> dict[str, Any]:
 
 
 class Export(_Strict):
-    """Export for a runtime: an ONNX file (fp32, fp16 weights, or int8 static / dynamic), checked
-    in ONNX Runtime: its accuracy on the test set and, against the fp32 ONNX export of the same
-    model, its latency at batch 1 and 32 (interleaved, medians)."""
+    """Export for a runtime: an ONNX file (fp32, fp16 weights, or int8 static / dynamic) checked
+    in ONNX Runtime, or a TFLite file (the same modes; int4 weights with ``weight_bits: 4``)
+    checked in the LiteRT interpreter: its accuracy on the test set and, against the fp32 export
+    of the same model in the same runtime, its speed (side by side, thread CPU time, with an
+    interval; ONNX at batch 1 and 32, TFLite at its fixed batch of 1)."""
 
-    format: Literal["onnx"] = "onnx"
-    file: str | None = Field(None, pattern=r"^[^/\\]+\.onnx$")
+    format: Literal["onnx", "tflite"] = "onnx"
+    file: str | None = Field(None, pattern=r"^[^/\\]+\.(onnx|tflite)$")
     int8: bool | Literal["static", "dynamic"] = False
     fp16: bool = False
     per_channel: bool = True
@@ -68,9 +72,23 @@ class Export(_Strict):
     latency_rounds: int = Field(5, ge=0, description="0: no latency comparison")
     exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
     select: str | int | None = Field(None, description="output key or index holding the logits")
+    weight_bits: Literal[8, 4] = 8
+
+    @model_validator(mode="after")
+    def _fits_the_format(self) -> Export:
+        suffix = f".{self.format}"
+        if self.file and not self.file.endswith(suffix):
+            raise ValueError(f"file {self.file!r} does not end in {suffix} (format {self.format})")
+        only = {"onnx": ("weight_bits",), "tflite": ("per_channel", "exporter")}[self.format]
+        given = sorted(set(only) & self.model_fields_set)
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to format {self.format}")
+        if self.int8 and self.fp16:
+            raise ValueError("choose one of int8 and fp16")
+        return self
 
 
-@stage_kind("export", doc="an ONNX file (fp32, fp16 or int8), measured in ONNX Runtime")
+@stage_kind("export", doc="an ONNX or TFLite file (fp32, fp16 or int8), measured in its runtime")
 def _parse_export(settings: dict[str, Any], where: str) -> Export:
     return validated(Export, settings, where)
 
@@ -79,7 +97,14 @@ def _export_name(settings: Export) -> str:
     if settings.file:
         return settings.file
     kind = "int8" if settings.int8 is True else settings.int8 or ("fp16" if settings.fp16 else "")
-    return f"model.{kind}.onnx" if kind else "model.onnx"
+    return f"model.{kind}.{settings.format}" if kind else f"model.{settings.format}"
+
+
+def _options(settings: Export) -> dict[str, Any]:
+    """The format's own export options (besides int8, fp16 and calibration)."""
+    if settings.format == "tflite":
+        return {"select": settings.select, "weight_bits": settings.weight_bits}
+    return {"exporter": settings.exporter, "select": settings.select}
 
 
 @runs("export")
@@ -87,7 +112,7 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
     import gzip
 
     from deepshrink.export import export
-    from deepshrink.export.runtime import compare_latency, evaluate_onnx
+    from deepshrink.export.files import evaluate_file
 
     settings: Export = stage.settings
     name = _export_name(settings)
@@ -95,28 +120,52 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
     train = context.data.train.without_transform()
     calibration = train.subset(torch.arange(min(settings.calibration_samples, len(train))))
     model = finalized(context.model)
-    options: dict[str, Any] = {"per_channel": settings.per_channel} if settings.int8 else {}
-    options |= {"exporter": settings.exporter, "select": settings.select}
+    options = _options(settings)
+    if settings.int8 and settings.format == "onnx":
+        options["per_channel"] = settings.per_channel
     export(model, path, int8=settings.int8, fp16=settings.fp16,
            calibration=calibration if settings.int8 else None, **options)  # fmt: skip
     context.artifacts[name] = str(path)
     context.artifacts["delivered"] = str(path)
-    threads = context.recipe.threads or 1
-    result = evaluate_onnx(path, context.data.test, threads=threads)
+    result = evaluate_file(path, context.data.test, threads=context.recipe.threads or 1)
     summary: dict[str, Any] = {
         "file": name, "bytes": path.stat().st_size,
-        "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "onnx_accuracy": result.top1,
+        "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
+        f"{settings.format}_accuracy": result.top1,
     }  # fmt: skip
+    context.artifacts[EXPORT_OPTIONS] = json.dumps(
+        {k: v for k, v in _options(settings).items() if k != "weight_bits"}
+    )
     if settings.latency_rounds and (settings.int8 or settings.fp16):
-        reference = export(_float_twin(model), context.out / "stages" / stage.label / "fp32.onnx",
-                           exporter=settings.exporter, select=settings.select)  # fmt: skip
-        shape = tuple(context.data.input_shape)
-        timing = compare_latency({"fp32": reference, "this": path}, shape, threads=threads,
-                                 rounds=settings.latency_rounds, block_seconds=0.1)  # fmt: skip
-        for size in (1, 32):
-            fp32, this = timing["fp32"][size].median_ms, timing["this"][size].median_ms
-            summary[f"ms_batch{size}"] = this
-            summary[f"speedup_batch{size}"] = fp32 / this
+        folder = context.out / "stages" / stage.label
+        reference = export(_float_twin(model), folder / f"fp32{path.suffix}",
+                           **_reference_options(_options(settings)))  # fmt: skip
+        summary |= _file_speed(context, model, reference, path, settings.latency_rounds)
+    return summary
+
+
+def _reference_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options for the fp32 reference export: everything but the weight width."""
+    return {k: v for k, v in options.items() if k != "weight_bits"}
+
+
+def _file_speed(
+    context: Context, model: nn.Module, reference: Any, path: Any, rounds: int
+) -> dict[str, Any]:
+    """The exported file against the fp32 export of the same model in its runtime, side by side
+    (thread CPU time, alternating; a claim only when the interval allows)."""
+    from deepshrink.eval._inputs import derive_inputs
+    from deepshrink.eval.timing import compare_calls
+    from deepshrink.export.files import file_calls, timed_batch_sizes
+
+    example = derive_inputs(model, context.data.test, None)
+    speeds = compare_calls(file_calls(reference, example), file_calls(path, example),
+                           batch_sizes=timed_batch_sizes(path, (1, 32)), threads=1,
+                           rounds=max(3, 6 * rounds))  # fmt: skip
+    summary: dict[str, Any] = {}
+    for size, speed in speeds.items():
+        summary[f"ms_batch{size}"] = speed.cpu_ms
+        summary[f"vs_fp32_batch{size}"] = speed.text()
     return summary
 
 

@@ -88,23 +88,11 @@ def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
     return rows
 
 
-def side_by_side_speed(context: Context, baseline: nn.Module, final: nn.Module) -> dict[int, Any]:
-    """The final model's speed against the baseline, timed side by side (one thread, thread CPU
-    time, alternating; :func:`deepshrink.eval.timing.compare_speed`)."""
-    from deepshrink.eval._inputs import derive_inputs
-    from deepshrink.eval.report import LARGE_BATCH
-    from deepshrink.eval.timing import compare_speed
-    from deepshrink.recipe.stages import finalized
-
-    final = finalized(copy.deepcopy(final))
-    inputs = derive_inputs(final, context.data.test, None)
-    return compare_speed(finalized(copy.deepcopy(baseline)), final, inputs,
-                         batch_sizes=(1, LARGE_BATCH), threads=1)  # fmt: skip
-
-
 def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report, Any]:
-    """Finalize masks, save ``model.*``, measure baseline and final (latency side by side) and
-    write ``metrics.json``, ``report.md``, ``report.html`` and ``plots/``."""
+    """Finalize masks, save ``model.*``, measure baseline and the delivered file (in its
+    runtime, speed side by side: :mod:`deepshrink.recipe.headline`) and write
+    ``metrics.json``, ``report.md``, ``report.html`` and ``plots/``."""
+    from deepshrink.recipe.headline import measure_headline
     from deepshrink.recipe.stages import finalized
     from deepshrink.report import render_run
 
@@ -117,8 +105,10 @@ def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report, Any
                        checkpoint_path(context.out, label), latency=latency)  # fmt: skip
     file = Path(context.artifacts.get("delivered", final_path))
     final = measure(context, context.model, "final", file, latency=latency)
-    speed = side_by_side_speed(context, baseline_model, context.model) if latency else None
-    comparison = compare(baseline, final, speed=speed)
+    headline = measure_headline(context, baseline_model, final, label, latency=latency)
+    final = headline.final
+    comparison = compare(baseline, final, speed=headline.speed, speed_runtime=headline.runtime,
+                         changed_predictions=headline.changed)  # fmt: skip
     metrics = {
         "recipe": context.recipe.name,
         "initial": state["initial"],

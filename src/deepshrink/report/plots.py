@@ -41,30 +41,61 @@ def save_figure(figure: Any, path: Path) -> Path:
 
 
 def plot_stages(metrics: dict[str, Any], path: Path) -> Path:
-    """Top-1 accuracy and bytes (file, non-zero fp32) after each stage."""
+    """Top-1 accuracy with its 95 % interval, and bytes (dense fp32, non-zeros × 4 B, files
+    written) after each stage.
+
+    The accuracy axis spans at least 2 percentage points around the points, so a change smaller
+    than the intervals cannot fill the panel and look like a cliff.
+    """
     plt = _pyplot()
-    rows = [("initial", metrics["initial"])]
-    rows += [(entry["label"], entry["report"]) for entry in metrics["stages"]]
-    rows.append(("final", metrics["final"]))
-    labels = [label for label, _ in rows]
-    accuracy = [100 * (r["accuracy"] or 0) for _, r in rows]
-    file_kb = [r["file_bytes"] / 1000 for _, r in rows]
-    nonzero_kb = [4 * r["nonzero_parameters"] / 1000 for _, r in rows]
+    rows = [("initial", metrics["initial"], None)]
+    rows += [(e["label"], e["report"], _written(e["summary"])) for e in metrics["stages"]]
+    rows.append(("final", metrics["final"], metrics["final"]["file_bytes"]))
+    labels = [label for label, _, _ in rows]
+    accuracy, low, high = zip(*(_interval(r) for _, r, _ in rows), strict=True)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    left.plot(labels, accuracy, marker="o", color="tab:blue")
+    errors = [[max(0.0, a - lo) for a, lo in zip(accuracy, low, strict=True)],
+              [max(0.0, hi - a) for a, hi in zip(accuracy, high, strict=True)]]  # fmt: skip
+    left.errorbar(labels, accuracy, yerr=errors, marker="o", color="tab:blue", capsize=3)
+    bottom, top = min(low), max(high)
+    if top - bottom < 2:
+        middle = (top + bottom) / 2
+        bottom, top = middle - 1, middle + 1
+    left.set_ylim(max(0.0, bottom - 0.1 * (top - bottom)), min(100.0, top + 0.1 * (top - bottom)))
     left.set_ylabel("top-1 accuracy (%)")
-    left.set_title("accuracy after each stage")
-    positions = range(len(labels))
-    right.bar([p - 0.2 for p in positions], file_kb, width=0.4, label="file on disk")
-    right.bar([p + 0.2 for p in positions], nonzero_kb, width=0.4, label="non-zeros × 4 B")
-    right.set_xticks(list(positions), labels)
+    left.set_title("accuracy after each stage (bars: 95% interval)", fontsize=9)
+    positions = list(range(len(labels)))
+    width = 0.27
+    right.bar([p - width for p in positions], [r["dense_bytes"] / 1000 for _, r, _ in rows],
+              width=width, label="dense fp32")  # fmt: skip
+    right.bar(positions, [4 * r["nonzero_parameters"] / 1000 for _, r, _ in rows], width=width,
+              label="non-zeros × 4 B")  # fmt: skip
+    right.bar([p + width for p in positions], [(w or 0) / 1000 for _, _, w in rows], width=width,
+              label="file written")  # fmt: skip
+    right.set_xticks(positions, labels)
     right.set_ylabel("kB")
-    right.set_title("size (stage checkpoints; final: the delivered file)", fontsize=9)
-    right.legend()
+    right.set_title("size (file written: encode/export stages and the delivered file)", fontsize=9)
+    right.legend(fontsize=8)
     for axis in (left, right):
         plt.setp(axis.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
         axis.grid(alpha=0.3)
     return save_figure(figure, path)
+
+
+def _written(summary: dict[str, Any]) -> int | None:
+    value = summary.get("bytes")
+    return value if isinstance(value, int) else None
+
+
+def _interval(report: dict[str, Any]) -> tuple[float, float, float]:
+    """Accuracy and its Wilson 95 % interval, in percent (a zero-width one without samples)."""
+    from deepshrink.eval.agreement import wilson
+
+    accuracy, samples = report.get("accuracy") or 0.0, report.get("samples")
+    if not samples:
+        return 100 * accuracy, 100 * accuracy, 100 * accuracy
+    low, high = wilson(round(accuracy * samples), samples)
+    return 100 * accuracy, 100 * low, 100 * high
 
 
 def plot_layers(layers: list[dict[str, Any]], path: Path) -> Path | None:
@@ -84,19 +115,22 @@ def plot_layers(layers: list[dict[str, Any]], path: Path) -> Path | None:
     return save_figure(figure, path)
 
 
-def plot_latency(initial: dict[str, Any], final: dict[str, Any], path: Path) -> Path | None:
-    """Median CPU latency before and after, at batch 1 and the large batch."""
-    keys = ("latency_ms_batch1", "latency_ms_batch64")
-    if any(initial.get(k) is None or final.get(k) is None for k in keys):
+def plot_latency(comparison: Any, path: Path) -> Path | None:
+    """Baseline against the delivered model, timed side by side: median thread CPU time per
+    call at each batch size, titled with the verdict and its interval. None when speed was not
+    measured side by side (nothing honest to draw)."""
+    speed = getattr(comparison, "speed", None)
+    if not speed:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    for axis, key, title in zip(axes, keys, ("batch 1", "batch 64"), strict=True):
-        values = [initial[key], final[key]]
-        bars = axis.bar(["initial", "final"], values, color=["tab:gray", "tab:orange"])
+    figure, axes = plt.subplots(1, len(speed), figsize=(4 * len(speed), 3.2), squeeze=False)
+    for axis, (batch, result) in zip(axes[0], sorted(speed.items()), strict=True):
+        values = [result.baseline_cpu_ms, result.cpu_ms]
+        bars = axis.bar(["baseline", "after"], values, color=["tab:gray", "tab:orange"])
         axis.bar_label(bars, fmt="%.3f ms", fontsize=8)
-        axis.set_title(f"latency, {title} ({initial.get('threads')} thread(s))")
-        axis.set_ylabel("ms (median)")
+        axis.set_ylim(0, 1.25 * max(values))
+        axis.set_title(f"batch {batch}: {result.text()}", fontsize=9)
+    axes[0][0].set_ylabel(f"ms per call ({comparison.speed_runtime}, CPU time)", fontsize=8)
     return save_figure(figure, path)
 
 

@@ -16,6 +16,7 @@ only when the labels are class ids that fit the logits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,9 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepshrink._progress import ticking
 from deepshrink.errors import ConfigError
 from deepshrink.graph.io import Select, call, logits_of
 from deepshrink.train.batches import batches, describe, split_batch, to_device
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IGNORE_INDEX", "EvalResult", "LossFn", "Tally", "batches", "evaluate", "model_loss"]
 
@@ -157,7 +161,7 @@ def evaluate(
     model.eval()
     tally = Tally()
     try:
-        for batch in batches(dataset, batch_size):
+        for batch in ticking(batches(dataset, batch_size), "evaluating", logger):
             inputs, labels = split_batch(batch)
             labels = labels.to(device)
             logits = logits_of(call(model, to_device(inputs, device)), output)
