@@ -84,7 +84,7 @@ def test_a_file_that_is_not_tflite_is_a_format_error(tmp_path):
         predict_tflite(tmp_path / "missing.tflite", np.zeros((1, 1, 8, 8), np.float32))
 
 
-def test_a_qat_model_exports_as_full_int8_close_to_its_own_forward(tmp_path):
+def test_a_qat_model_exports_as_full_int8_on_its_trained_weight_grid(tmp_path):
     digits = ds.data.load("digits")
     torch.manual_seed(0)
     model = tiny()
@@ -101,3 +101,19 @@ def test_a_qat_model_exports_as_full_int8_close_to_its_own_forward(tmp_path):
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.95
     assert np.abs(got - expected).max() <= 0.1 * (expected.max() - expected.min())
     assert ds.quantize.qat.qat_layers(model)  # the model itself is not changed
+    fc = model[3]
+    trained_grid = fc.weight_quantizer(fc.weight).detach().numpy()
+    np.testing.assert_array_equal(_int8_weight(path, trained_grid.shape), trained_grid)
+
+
+def _int8_weight(path, shape) -> np.ndarray:
+    """The int8 constant of ``shape`` in the TFLite file, times its per-channel scales."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    for tensor in model.subgraphs[0].tensors:
+        data = model.buffers[tensor.buffer].data
+        if tensor.type == schema.TensorType.INT8 and list(tensor.shape) == list(shape):
+            codes = np.frombuffer(bytes(data), np.int8).reshape(shape).astype(np.float32)
+            return codes * np.asarray(tensor.quantization.scale, np.float32).reshape(-1, 1)
+    raise AssertionError(f"no int8 tensor of shape {shape}")

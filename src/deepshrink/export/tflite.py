@@ -87,6 +87,7 @@ def export_tflite(
             "int8=True (full-integer TFLite) needs calibration= data to measure activation "
             "ranges, e.g. calibration=data.train; or use int8='dynamic', which needs none"
         )
+    _check_writable(Path(path))
     example = _model.example(model, example_inputs, calibration)
     wrapped, args = _model.wrapped(model, example, select)
     for parameter in wrapped.parameters():
@@ -101,6 +102,16 @@ def export_tflite(
         raise ConfigError(f"cannot write the TFLite file {path}: {exc.strerror or exc}; choose "
                           "a writable path") from None  # fmt: skip
     return Path(path)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse before converting a path whose nearest existing parent is no writable folder."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot write the TFLite file {path}: {parent} is not a writable "
+                          "folder; choose a writable path")  # fmt: skip
 
 
 def _float_copy(model: nn.Module, precision: str) -> nn.Module:
