@@ -153,3 +153,14 @@ def test_channel_pruned_model_exports_smaller_with_the_same_predictions(
     x = test_batch[0]
     np.testing.assert_allclose(predict_tflite(path, x), _torch(model, x), atol=1e-4)
     assert path.stat().st_size < 0.7 * files["fp32"].stat().st_size
+
+
+def test_factorized_and_kmeans_shared_model_predicts_what_pytorch_does(trained, test_batch,
+                                                                       tmp_path):  # fmt: skip
+    model = copy.deepcopy(trained)
+    ds.factorize_(model, ds.SVDFactorization(energy=0.9))
+    ds.quantize_(model, ds.KMeansQuantization(bits=4))
+    path = export_tflite(model, tmp_path / "shared.tflite", example_inputs=torch.rand(1, 1, 8, 8))
+    x = test_batch[0]
+    np.testing.assert_allclose(predict_tflite(path, x), _torch(model, x), atol=1e-4)
+    assert describe_tflite(path)["ops"]["FULLY_CONNECTED"] == 2  # the two SVD factors

@@ -115,21 +115,28 @@ def _check_writable(path: Path) -> None:
 
 
 def _float_copy(model: nn.Module, precision: str) -> nn.Module:
-    """``model``, or for a quantization-aware one a float copy on its trained weight grid."""
+    """``model``, or a copy the converter takes: k-means layers unshared (their weights are the
+    codebook values), a quantization-aware model as a float model on its trained weight grid."""
+    import copy
+
     from deepshrink.quantize import convert_qat_
     from deepshrink.quantize.qat import qat_layers
+    from deepshrink.quantize.shared import is_shared, unshare_model_
 
-    if not qat_layers(model):
-        return model
-    if precision != "int8":
+    qat = bool(qat_layers(model))
+    if qat and precision != "int8":
         raise ConfigError(
             "this model is prepared for quantization-aware training; export it with int8=True "
             "(full-integer TFLite), or call deepshrink.quantize.convert_qat_(model) first for "
             f"a float model (got precision {precision!r})"
         )
-    import copy
-
-    return convert_qat_(copy.deepcopy(model))
+    shared = any(is_shared(layer) for layer in model.modules())
+    if not (qat or shared):
+        return model
+    model = copy.deepcopy(model)
+    if qat:
+        convert_qat_(model)
+    return unshare_model_(model) if shared else model
 
 
 def _calibration(calibration: Any, args: tuple) -> list[tuple[np.ndarray, ...]]:
