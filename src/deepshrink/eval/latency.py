@@ -42,6 +42,9 @@ class Latency:
     calls_per_run: int
     batch_size: int
     threads: int
+    #: On one thread: the median per-call **thread CPU time** (other programs on the machine do
+    #: not inflate it), the figure reports use; ``None`` on several threads.
+    cpu_median_seconds: float | None = None
 
     @property
     def median_ms(self) -> float:
@@ -88,6 +91,7 @@ def measure_latency(
     try:
         with inference(model):
             measurement = _time(model, inputs, used, min_run_time, warmup)
+        cpu = _cpu_median(model, inputs, int(measurement.number_per_run)) if used == 1 else None
     finally:
         torch.set_num_threads(previous)
     result = Latency(
@@ -97,9 +101,27 @@ def measure_latency(
         calls_per_run=int(measurement.number_per_run),
         batch_size=batch_size(inputs),
         threads=used,
+        cpu_median_seconds=cpu,
     )
     logger.debug("latency of %s: %s", type(model).__name__, result)
     return result
+
+
+def _cpu_median(model: nn.Module, inputs: Any, calls: int, blocks: int = 7) -> float:
+    """Median per-call thread CPU time over ``blocks`` blocks of ``calls`` calls (one thread:
+    the work runs in this thread, so its CPU time is all of it)."""
+    import statistics
+    import time
+
+    args, kwargs = split(inputs)
+    times = []
+    with inference(model):
+        for _ in range(blocks):
+            started = time.thread_time()
+            for _ in range(calls):
+                model(*args, **kwargs)
+            times.append((time.thread_time() - started) / calls)
+    return statistics.median(times)
 
 
 def _time(model: nn.Module, inputs: Any, threads: int, seconds: float, warmup: int) -> Measurement:
