@@ -26,6 +26,7 @@ from deepshrink._io import atomic_write_bytes
 from deepshrink.encode.config import EncodeConfig
 from deepshrink.encode.container import (
     Container,
+    check_cap,
     declared_shapes,
     pack,
     read_header,
@@ -98,6 +99,7 @@ def load(
     data = _bytes(path)
     cap = default_cap(len(data)) if max_bytes is None else max_bytes
     header = read_header(data, str(path))
+    check_cap(header, cap, len(data), str(path))
     check_fit(model, header["arch"], header["structure"], declared_shapes(header), path, cap)
     container = unpack(data, str(path), max_bytes=cap)
     try:

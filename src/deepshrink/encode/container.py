@@ -173,8 +173,15 @@ def _read_header(cursor: _Cursor) -> dict[str, Any]:
 
 
 def read_header(data: bytes, source: str = "<bytes>") -> dict[str, Any]:
-    """The verified header of a ``.dsz`` byte string (no tensor is decoded)."""
-    return _read_header(_Cursor(data, source))
+    """The verified header of a ``.dsz`` byte string whose sections all have valid lengths and
+    CRCs (no tensor is decoded)."""
+    cursor = _Cursor(data, source)
+    header = _read_header(cursor)
+    count = 0
+    while cursor.offset < len(data):
+        cursor.section(f"section {count}", None)
+        count += 1
+    return header
 
 
 def declared_shapes(header: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -190,14 +197,15 @@ def declared_bytes(header: dict[str, Any]) -> int:
     return sum(math.prod(e["shape"]) * DTYPES[e["dtype"]][0].itemsize for e in header["tensors"])
 
 
-def _check_cap(header: dict[str, Any], cap: int, cursor: _Cursor) -> None:
+def check_cap(header: dict[str, Any], cap: int, file_bytes: int, source: str) -> None:
+    """:class:`FormatError` if the tensors ``header`` declares decode to more than ``cap``."""
     size = declared_bytes(header)
     if size > cap:
-        raise cursor.fail(
-            "tensors", f"declare {size:,} bytes of tensors; this reader's cap for a file of "
-            f"{len(cursor.data):,} bytes is {cap:,} (64 MiB + 64 × the file size; raise it with "
-            "max_bytes=)",
-        )  # fmt: skip
+        raise FormatError(
+            f"{source}: tensors: declare {size:,} bytes of tensors; this reader's cap for a file "
+            f"of {file_bytes:,} bytes is {cap:,} (64 MiB + 64 × the file size; raise it with "
+            "max_bytes=)"
+        )
 
 
 def unpack(data: bytes, source: str = "<bytes>", *, max_bytes: int | None = None) -> Container:
@@ -209,7 +217,7 @@ def unpack(data: bytes, source: str = "<bytes>", *, max_bytes: int | None = None
 
     cursor = _Cursor(data, source)
     header = _read_header(cursor)
-    _check_cap(header, default_cap(len(data)) if max_bytes is None else max_bytes, cursor)
+    check_cap(header, default_cap(len(data)) if max_bytes is None else max_bytes, len(data), source)
     tensors: dict[str, torch.Tensor] = {}
     section_bytes: dict[str, dict[str, int]] = {}
     for entry in header["tensors"]:
@@ -267,6 +275,7 @@ def split_aliases(
 
 __all__ += [
     "Header",
+    "check_cap",
     "declared_bytes",
     "declared_shapes",
     "encode_all",
