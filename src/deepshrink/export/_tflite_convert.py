@@ -42,13 +42,15 @@ INSTALL_HINT = "pip install 'deepshrink[tflite]'"
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Silence stdout/stderr (Python and C++), warnings and the converters' progress display."""
+    """Silence stdout/stderr (Python and C++), warnings and the converters' progress display,
+    and undo a root logging handler that a converter library installs while imported."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     saved = []
+    root_handlers, root_level = list(logging.root.handlers), logging.root.level
     with tempfile.TemporaryFile(mode="w+b") as sink:
         try:
             for fd in (1, 2):
@@ -67,6 +69,9 @@ def quiet() -> Iterator[None]:
             for fd, copy in saved:
                 os.dup2(copy, fd)
                 os.close(copy)
+            for handler in [h for h in logging.root.handlers if h not in root_handlers]:
+                logging.root.removeHandler(handler)  # a converter library's logging.basicConfig
+            logging.root.setLevel(root_level)
             sink.seek(0)
             text = sink.read().decode(errors="replace").strip()
             if text:
