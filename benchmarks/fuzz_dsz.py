@@ -10,10 +10,14 @@ tied, masked). Each case is one mutated file given to ``deepshrink.load``; its o
 * a violation: any other exception (``raw:<Type>``), a model that loads and fails on its first
   forward (``forward:<Type>``), a case over 5 s, or peak memory over 64 MiB + 64 × file size.
 
-Peak memory per case: before a case the process's resident high-water mark is reset (writing
-``5`` to ``/proc/self/clear_refs``); after it, ``VmHWM - VmRSS(before)`` from
-``/proc/self/status`` is the most memory the case added at any moment — Python, NumPy and
-PyTorch allocations alike, since all of them are resident pages.
+Peak memory per case: before a case, freed heap pages are handed back (glibc ``malloc_trim``)
+and the process's resident high-water mark is reset (writing ``5`` to
+``/proc/self/clear_refs``); after it, ``VmHWM - VmRSS(before)`` from ``/proc/self/status`` is
+the most memory the case added at any moment — Python, NumPy and PyTorch allocations alike,
+since all of them are resident pages. The summary also gives the highest resident size any case
+reached against the process's resident size when the cases began: every case's bound is at least
+64 MiB, so a process peak under baseline + 64 MiB bounds every case whatever the allocator
+reused.
 
     python benchmarks/fuzz_dsz.py --cases 100000 --budget-s 3600
 """
@@ -21,6 +25,7 @@ PyTorch allocations alike, since all of them are resident pages.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import math
@@ -365,7 +370,20 @@ def _status(field_name: str) -> int:
     return 0
 
 
+def _trim() -> Callable[[], Any]:
+    """glibc's ``malloc_trim(0)``: hand freed heap pages back, so that a case cannot hide an
+    allocation in memory an earlier case freed (a no-op where there is no glibc)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda *_: 0
+
+
+_TRIM = _trim()
+
+
 def _reset_peak() -> bool:
+    _TRIM(0)
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
@@ -405,9 +423,14 @@ def run_case(seed: Seed, data: bytes, path: Path, measure: bool = True) -> Outco
     return _done("ran", start, measured, before)
 
 
+_HIGHEST = {"rss": 0}
+
+
 def _done(kind: str, start: float, measured: bool, before: int, message: str = "") -> Outcome:
     seconds = time.perf_counter() - start
-    peak = max(0, _status("VmHWM") - before) if measured else None
+    highest = _status("VmHWM") if measured else 0
+    _HIGHEST["rss"] = max(_HIGHEST["rss"], highest)
+    peak = max(0, highest - before) if measured else None
     return Outcome(kind, seconds, peak, message[:300])
 
 
@@ -425,6 +448,8 @@ def fuzz(
     heaviest = {"peak_bytes": 0, "ratio_to_bound": 0.0}
     started = time.perf_counter()
     path = folder / "case.dsz"
+    _TRIM(0)
+    baseline = _status("VmRSS")
     for number, (item, kind, data) in enumerate(cases(seeds, count, rng, truncations)):
         if budget_s is not None and time.perf_counter() - started > budget_s:
             break
@@ -448,16 +473,21 @@ def fuzz(
             violations.append(info)
             logging.warning("violation: %s", info)
         if report is not None and (number + 1) % 5000 == 0:
-            report(_summary(counts, by_kind, violations, slowest, heaviest, started, seeds))
-    return _summary(counts, by_kind, violations, slowest, heaviest, started, seeds)
+            report(_summary(counts, by_kind, violations, slowest, heaviest, started, seeds,
+                            baseline))  # fmt: skip
+    return _summary(counts, by_kind, violations, slowest, heaviest, started, seeds, baseline)
 
 
 def _summary(
     counts: Counter[str], by_kind: Counter[str], violations: list[dict[str, Any]],
     slowest: dict[str, Any], heaviest: dict[str, Any], started: float, seeds: list[Seed],
+    baseline: int,
 ) -> dict[str, Any]:  # fmt: skip
     total = sum(counts.values())
     return {
+        "baseline_rss_bytes": baseline,
+        # the highest resident size any case reached (VmHWM after each case; absolute)
+        "process_peak_rss_bytes": _HIGHEST["rss"],
         "cases": total,
         "outcomes": dict(counts),
         "by_mutation": dict(sorted(by_kind.items())),
