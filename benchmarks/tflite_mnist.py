@@ -13,6 +13,9 @@ int8 calibrated on 256 training images) and measures interpreter accuracy agains
 batch-1 latency: every file and the PyTorch model timed side by side in one process by thread
 CPU time (``deepshrink.eval.timing.side_by_side``), one thread, ratio against the fp32 file.
 
+``--part recipe --run DIR`` re-measures the ``.tflite`` files of a finished recipe run (zipped
+bytes, interpreter accuracy) beside the run's own stage summaries.
+
     DEEPSHRINK_DATA=/work/shared/datasets python benchmarks/tflite_mnist.py --part mnist models
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import tempfile
@@ -162,6 +166,18 @@ def latency(model: torch.nn.Module, paths: dict[str, Path], rounds: int) -> dict
                    "load_average": s.load_average} for name, s in speeds.items()}  # fmt: skip
 
 
+def recipe(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The ``.tflite`` files of a finished recipe run (``--run``): the run's own stage summaries,
+    plus zipped bytes and accuracy measured again here on the 10,000 MNIST test images."""
+    data = ds.data.load("mnist")
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    stages = {s["label"]: s.get("summary", {}) for s in metrics["stages"]}
+    files = {p.name: measured(p, data) for p in sorted(args.run.glob("*.tflite"))}
+    for name, row in files.items():
+        print(name, row)
+    return {"recipe": metrics["recipe"], "stages": stages, "files": files}
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -171,7 +187,8 @@ def versions() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", nargs="+", default=["mnist", "models"],
-                        choices=["mnist", "models"])  # fmt: skip
+                        choices=["mnist", "models", "recipe"])  # fmt: skip
+    parser.add_argument("--run", type=Path, help="a finished recipe run folder (--part recipe)")
     parser.add_argument("--points", nargs="+", default=["0.5:2", "0.6:4", "0.7:6"],
                         help="sparsity:fine-tune epochs of each pruned point")  # fmt: skip
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -184,7 +201,9 @@ def main() -> None:
     result: dict[str, Any] = {"runtime": versions(), "load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.part:
-            result[part] = {"mnist": mnist, "models": models}[part](args, Path(tmp))
+            result[part] = {"mnist": mnist, "models": models, "recipe": recipe}[part](
+                args, Path(tmp)
+            )
     result["load_average_end"] = os.getloadavg()
     name = args.name or "tflite_" + "_".join(args.part)
     print(f"wrote {write_result(name, result)}")
