@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from deepshrink import data, encode, errors, eval, factorize, prune, quantize, train, zoo
 from deepshrink._finalize import finalize_
+from deepshrink.auto import auto_compress as auto_compress  # noqa: F401
 from deepshrink.encode import EncodeConfig, load, save, size_table
 from deepshrink.errors import (
     ConfigError,

@@ -1,0 +1,102 @@
+"""``auto_compress`` end to end on digits_mlp: budget met on the file, refusal, resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import deepshrink as ds
+from deepshrink.auto import FineTune, auto_compress
+from deepshrink.auto import search as auto_search
+from deepshrink.auto.allocate import smallest_total
+from deepshrink.auto.candidates import Option
+from deepshrink.errors import ConfigError
+
+GRID = {"sparsities": (0.0, 0.7, 0.9), "bits": (2, 4), "held_out": 300, "scan_samples": 300}
+TUNE = FineTune(prune_epochs=1, share_epochs=1, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[torch.nn.Module, object]:
+    data = ds.data.load("digits")
+    model = ds.zoo.create("digits_mlp")
+    ds.fit(model, data, epochs=1, batch_size=64, progress=False)
+    return model, data
+
+
+def test_delivered_file_meets_the_byte_budget(trained, tmp_path: Path) -> None:
+    model, data = trained
+    before = copy.deepcopy(model.state_dict())
+    report = auto_compress(model, data, max_bytes=6000, out=tmp_path, fine_tune=TUNE, **GRID)
+    path = Path(report.path)
+    assert path.stat().st_size == report.delivered_bytes <= 6000
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    loaded = ds.load(path)
+    for name, option in report.layers.items():
+        weight = loaded.get_submodule(name).weight
+        kept = int((weight != 0).sum())
+        assert kept <= round((1 - option["sparsity"]) * weight.numel()) + 1
+        assert weight[weight != 0].unique().numel() <= 2 ** option["bits"]
+    x, y = data.test.without_transform().batch(torch.arange(len(data.test)))
+    accuracy = float((loaded(x).argmax(1) == y).float().mean())
+    assert accuracy == pytest.approx(report.test_accuracy)
+    saved = json.loads((tmp_path / "auto.json").read_text())
+    assert saved["delivered_bytes"] == report.delivered_bytes
+    assert saved["front"], "the size-accuracy front is reported"
+
+
+def test_impossible_budget_is_refused_with_the_best_reachable_size(trained, tmp_path) -> None:
+    model, data = trained
+    with pytest.raises(ConfigError, match="cannot be met") as caught:
+        auto_compress(model, data, max_bytes=300, out=tmp_path, fine_tune=TUNE, **GRID)
+    scan = json.loads((tmp_path / "scan.json").read_text())
+    table = {n: [Option(**o) for o in opts] for n, opts in scan["table"].items()}
+    from deepshrink.auto.state import fixed_bytes
+
+    least = smallest_total(table, fixed_bytes(model, list(table)))
+    figures = [int(x.replace(",", "")) for x in re.findall(r"\d[\d,]+", str(caught.value))]
+    assert least in figures and least > 300
+
+
+def test_resume_after_interruption_gives_the_same_file(trained, tmp_path, monkeypatch) -> None:
+    model, data = trained
+    whole = auto_compress(model, data, max_bytes=6000, out=tmp_path / "a", fine_tune=TUNE, **GRID)
+    real = auto_search.fine_tune_
+    phases: list[str] = []
+
+    def interrupted(*args, **kwargs):
+        phases.append(kwargs["phase"])
+        if kwargs["phase"] == "sharing":
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto_search, "fine_tune_", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        auto_compress(model, data, max_bytes=6000, out=tmp_path / "b", fine_tune=TUNE, **GRID)
+
+    def counted(*args, **kwargs):
+        phases.append(kwargs["phase"])
+        return real(*args, **kwargs)
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the scan ran again on resume")
+
+    monkeypatch.setattr(auto_search, "fine_tune_", counted)
+    monkeypatch.setattr("deepshrink.auto.state.scan", no_scan)
+    resumed = auto_compress(model, data, max_bytes=6000, out=tmp_path / "b", fine_tune=TUNE,
+                            resume=True, **GRID)  # fmt: skip
+    assert phases == ["pruning", "sharing", "sharing"]  # pruning's fine-tune was not redone
+    assert Path(resumed.path).read_bytes() == Path(whole.path).read_bytes()
+
+
+def test_budget_arguments_are_checked(trained, tmp_path) -> None:
+    model, data = trained
+    with pytest.raises(ConfigError, match="exactly one budget"):
+        auto_compress(model, data, out=tmp_path)
+    with pytest.raises(ConfigError, match="exactly one budget"):
+        auto_compress(model, data, max_bytes=1000, max_accuracy_drop=1.0, out=tmp_path)
