@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from deepshrink.errors import ConfigError
+from deepshrink.errors import ConfigError, quoted
 
 
 class MethodConfig(BaseModel):
@@ -37,4 +37,4 @@ def validation_message(title: str, exc: ValidationError) -> str:
     text = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "value_error" or not where:
         return f"{title}: {text}"
-    return f"{title}.{where}: {text}, got {first['input']!r}"
+    return f"{title}.{where}: {text}, got {quoted(first['input'])}"

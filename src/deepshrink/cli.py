@@ -18,6 +18,7 @@ from deepshrink._cli_common import PATH as _PATH
 from deepshrink._cli_common import check_fits as _check_fits
 from deepshrink._cli_common import data_options
 from deepshrink._cli_common import load_data as _load_data
+from deepshrink.cli_auto import auto_command
 from deepshrink.cli_files import eval_command, export_command, inspect_command
 from deepshrink.errors import ConfigError, DeepshrinkError, one_line
 
@@ -120,6 +121,7 @@ def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
 
     from deepshrink import eval as ds_eval
     from deepshrink import train, zoo
+    from deepshrink._io import check_unlocked, folder_lock
 
     _writable(out)
     config = train.build_config(None, settings)
@@ -127,7 +129,9 @@ def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
     torch.manual_seed(config.seed)
     net = zoo.create(model, num_classes=bundle.num_classes)
     _check_fits(net, model, bundle)
-    train.fit(net, bundle, config, checkpoint_dir=out / "state", resume=resume)
+    check_unlocked(out)
+    with folder_lock(out):  # one training run per folder
+        train.fit(net, bundle, config, checkpoint_dir=out / "state", resume=resume)
     result = ds_eval.report(net, bundle.test, name=model, threads=config.threads)
     metadata = {"data": data_name, "report": result.to_dict(), "fit": config.model_dump()}
     path = train.save_checkpoint(net, out / "model", metadata=metadata)
@@ -344,6 +348,7 @@ def plan_command(source: str, json_out: Path | None, ignore: tuple[str, ...], al
 app.add_command(eval_command)
 app.add_command(inspect_command)
 app.add_command(export_command)
+app.add_command(auto_command)
 
 
 #: Errors of the environment, not of deepshrink: exit 2 with one line, not a traceback.

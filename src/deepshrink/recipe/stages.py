@@ -117,7 +117,7 @@ def _method(kind: str, settings: dict[str, Any], where: str) -> Any:
     if not isinstance(name, str):
         raise ConfigError(f"{where}.method: name the method ({', '.join(registry.names())})")
     if name not in registry:
-        raise ConfigError(f"{where}.method: {registry.unknown_message(name)}")
+        raise ConfigError(f"{where}.method: {registry.unknown_message(name[:100])}")
     return validated(registry.get(name), settings, where)
 
 
