@@ -100,3 +100,25 @@ def test_budget_arguments_are_checked(trained, tmp_path) -> None:
         auto_compress(model, data, out=tmp_path)
     with pytest.raises(ConfigError, match="exactly one budget"):
         auto_compress(model, data, max_bytes=1000, max_accuracy_drop=1.0, out=tmp_path)
+
+
+def test_scan_measures_each_option_from_the_uncompressed_weight() -> None:
+    from deepshrink.auto.candidates import layer_bytes, option_weight, scan
+    from deepshrink.data.dataset import ArrayDataset
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 3))  # fmt: skip
+    held = ArrayDataset(torch.rand(64, 1, 4, 4), torch.randint(0, 3, (64,)))
+    before = copy.deepcopy(model)
+    table, _ = scan(model, held, ["1", "3"], (0.0, 0.5, 0.9), (1, 3))
+    for name, options in table.items():
+        assert len(options) == 6
+        for option in options:
+            fresh = option_weight(before, name, option.sparsity, option.bits)
+            assert option.bytes == layer_bytes(f"{name}.weight", fresh)
+            assert int((fresh != 0).sum()) == round((1 - option.sparsity) * fresh.numel())
+            assert fresh[fresh != 0].unique().numel() <= 2**option.bits
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters(), strict=True)
+    )

@@ -161,6 +161,8 @@ def _scan_layer(
     try:
         for sparsity in sorted(set(sparsities)):
             for width in sorted(set(bits)):
+                with torch.no_grad():
+                    weight.copy_(original)  # each option starts from the uncompressed weight
                 trial = option_weight(model, layer, sparsity, width, seed=seed)
                 with torch.no_grad():
                     weight.copy_(trial)

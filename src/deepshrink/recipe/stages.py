@@ -363,4 +363,5 @@ def _evaluate(context: Context, stage: Stage) -> dict[str, Any]:
 
 
 # The encode and export stages live in their own module; importing it registers them.
+from deepshrink.auto import stage as _auto_stage  # noqa: E402, F401
 from deepshrink.recipe import deliver as _deliver  # noqa: E402, F401
