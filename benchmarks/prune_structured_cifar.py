@@ -69,7 +69,8 @@ def calibration(data: ds.data.Data, batches: int) -> list[tuple[torch.Tensor, to
 
 def run(criterion: str, dense: torch.nn.Module, args: argparse.Namespace, data: Any) -> Any:
     model = copy.deepcopy(dense)
-    config = ChannelPruning(ratio=args.ratio, criterion=criterion, seed=0)
+    streams = [] if args.prune_streams else ["conv1", "layer*.*.conv2"]  # block-internal only
+    config = ChannelPruning(ratio=args.ratio, criterion=criterion, seed=0, ignore=streams)
     batches = (
         calibration(data, args.calibration_batches) if criterion in ("taylor", "apoz") else None
     )
@@ -126,6 +127,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="training threads")
     parser.add_argument("--finetune-images", type=int, default=10000, help="train subset")
     parser.add_argument("--calibration-batches", type=int, default=4, help="taylor/apoz data")
+    parser.add_argument(
+        "--prune-streams",
+        action="store_true",
+        help="also prune the residual streams (default: inside blocks only)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = ds.data.load("cifar10")

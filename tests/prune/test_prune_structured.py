@@ -175,15 +175,50 @@ def test_checkpoint_of_a_pruned_zoo_model_loads_back(tmp_path) -> None:
     assert loaded.layer3[0].shortcut[0].out_channels == 32
 
 
-def test_option_a_resnet_prunes_only_inside_blocks() -> None:
-    model = ds.zoo.create("resnet20")
-    plan = plan_channel_pruning(model, ChannelPruning(ratio=0.5), model.example_inputs())
-    assert sorted(g["root"] for g in plan["groups"]) == sorted(
-        f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)
-    )
-    assert "ConstantPadNd" in plan["skipped"]["conv1"]
-    with pytest.raises(ConfigError, match="ConstantPadNd"):
-        plan_channel_pruning(model, ChannelPruning(ratio=0.5), include="conv1")
+def _resnet20_carriers() -> dict[str, list[str]]:
+    """Option-A ResNet-20: the modules whose outputs carry each coupled channel set."""
+    carriers = {"conv1": ["bn1", *(f"layer1.{b}.bn2" for b in range(3))]}
+    for stage in (2, 3):
+        carriers[f"layer{stage}.0.conv2"] = [
+            f"layer{stage}.0.shortcut",
+            *(f"layer{stage}.{b}.bn2" for b in range(3)),
+        ]
+    for stage in (1, 2, 3):
+        for block in range(3):
+            carriers[f"layer{stage}.{block}.conv1"] = [f"layer{stage}.{block}.bn1"]
+    return carriers
+
+
+def test_option_a_resnet_prunes_its_residual_streams_too() -> None:
+    torch.manual_seed(0)
+    model = randomised(lambda: ds.zoo.create("resnet20"))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plan = plan_channel_pruning(model, ChannelPruning(ratio=0.5, round_to=4), x[:1])
+    carriers = _resnet20_carriers()
+    assert sorted(g["root"] for g in plan["groups"]) == sorted(carriers)
+    expected = masked_outputs(model, plan, carriers, x)
+    pruned = apply_plan_(copy.deepcopy(model), plan)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), expected, atol=1e-4, rtol=1e-4)
+    shortcut = pruned.layer2[0].shortcut  # the zero padding follows the kept channels
+    assert (shortcut.in_channels, shortcut.out_channels) == (8, 16)
+    macs = ds.eval.count_macs(model, x[:1]) / ds.eval.count_macs(pruned, x[:1])
+    assert 3.5 < macs < 4.5
+    assert all(m.out_channels % 4 == 0 for m in pruned.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_pruned_option_a_resnet_reloads_and_exports(tmp_path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = ds.zoo.create("resnet20").eval()
+    prune_(model, ChannelPruning(ratio=0.5))
+    loaded, _ = ds.load_checkpoint(ds.save_checkpoint(model, tmp_path / "pruned"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model(x))
+    path = ds.export(model, tmp_path / "pruned.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), model(x).detach(), atol=1e-4, rtol=1e-4)
 
 
 def test_global_bn_scale_removes_the_smallest_scales() -> None:

@@ -12,9 +12,10 @@ splits, depthwise convolutions (input and output coupled) and flatten → Linear
 on resnet20 (option A and B shortcuts), mobilenetv2_cifar and vgg16_cifar before choosing it over
 a torch.fx engine of our own, which would re-implement exactly this. What is ours: the checks that
 keep it honest — Torch-Pruning passes unknown operations through as if element-wise, so a group
-that crosses any operation not on :data:`CHANNEL_PRESERVING` (zero padding of an option-A
-shortcut, slicing, reshapes other than flatten, GroupNorm) is marked *blocked* with the operation
-named — and grouped convolutions, which it prunes correctly only when every group of the
+that crosses any operation not on :data:`CHANNEL_PRESERVING` (slicing, reshapes other than
+flatten, GroupNorm) is marked *blocked* with the operation named; modules that map channels
+without weights (the option-A ``PadShortcut``, :func:`~deepshrink.graph.slicing.is_channel_map`)
+are pruned on each side like a layer — and grouped convolutions, which it prunes correctly only when every group of the
 convolution loses the same local channels: such groups get ``blocks > 1`` and the caller must
 keep a pattern that repeats in every block (:meth:`ChannelGroup.expand`).
 
@@ -43,7 +44,13 @@ from torch import Tensor, nn
 from deepshrink.errors import ConfigError
 from deepshrink.graph import io
 from deepshrink.graph.attention import REFUSED, AttentionSpec, find_attention
-from deepshrink.graph.slicing import channels_of, conv1d_pruner, is_conv1d
+from deepshrink.graph.slicing import (
+    channel_map_pruner,
+    channels_of,
+    conv1d_pruner,
+    is_channel_map,
+    is_conv1d,
+)
 
 __all__ = ["CHANNEL_PRESERVING", "ChannelGroup", "Coupling", "Member"]
 
@@ -228,7 +235,7 @@ class Coupling:
             m: ("attention", n) for n, m in self.model.named_modules() if n in self.attention
         }
         for name, module in self.model.named_modules():
-            if isinstance(module, nn.Linear) or is_conv1d(module):
+            if isinstance(module, nn.Linear) or is_conv1d(module) or is_channel_map(module):
                 watched[module] = ("layer", name)
         return watched
 
@@ -236,6 +243,7 @@ class Coupling:
         import torch_pruning as tp
 
         conv1d = {type(m) for m in model.modules() if is_conv1d(m)}
+        maps = {type(m) for m in model.modules() if is_channel_map(m)}
         owners = _Owners(self._watched())
         was_training = model.training
         model.eval()  # tracing must not update BatchNorm statistics
@@ -245,7 +253,10 @@ class Coupling:
                     model,
                     example_inputs=example_inputs,
                     forward_fn=_forward,
-                    customized_pruners={kind: conv1d_pruner() for kind in conv1d},
+                    customized_pruners={
+                        **{kind: conv1d_pruner() for kind in conv1d},
+                        **{kind: channel_map_pruner() for kind in maps},
+                    },
                     verbose=False,
                 )
         except Exception as exc:  # tracing failures come in many types

@@ -24,7 +24,10 @@ from torch import nn
 
 from deepshrink.errors import FormatError
 
-__all__ = ["conv1d_pruner", "channels_of", "is_conv1d", "pruner_of", "slice_layer"]
+__all__ = [
+    "channel_map_pruner", "channels_of", "conv1d_pruner", "is_channel_map", "is_conv1d",
+    "pruner_of", "slice_layer",
+]  # fmt: skip
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -62,10 +65,46 @@ def conv1d_pruner() -> Any:
     return Conv1DPruner()
 
 
+def is_channel_map(module: nn.Module) -> bool:
+    """Whether ``module`` maps input to output channels without weights and can keep a subset
+    of either side (``keep_in_channels``/``keep_out_channels``, ``in_channels``/``out_channels``),
+    like the zoo's option-A ``PadShortcut``."""
+    return all(hasattr(module, a) for a in ("keep_in_channels", "keep_out_channels",
+                                            "in_channels", "out_channels"))  # fmt: skip
+
+
+@functools.cache
+def channel_map_pruner() -> Any:
+    """Torch-Pruning pruning functions for a channel-map module (see :func:`is_channel_map`)."""
+    from torch_pruning.pruner.function import BasePruningFunc
+
+    def kept(size: int, idxs: Sequence[int]) -> list[int]:
+        return sorted(set(range(size)) - {int(i) for i in idxs})
+
+    class ChannelMapPruner(BasePruningFunc):  # type: ignore[misc]
+        def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+            layer.keep_out_channels(kept(layer.out_channels, idxs))
+            return layer
+
+        def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+            layer.keep_in_channels(kept(layer.in_channels, idxs))
+            return layer
+
+        def get_out_channels(self, layer: nn.Module) -> int:
+            return int(layer.out_channels)
+
+        def get_in_channels(self, layer: nn.Module) -> int:
+            return int(layer.in_channels)
+
+    return ChannelMapPruner()
+
+
 def pruner_of(module: nn.Module) -> Any:
     """Torch-Pruning's pruning functions for ``module``'s type, or ``None``."""
     if is_conv1d(module):
         return conv1d_pruner()
+    if is_channel_map(module):
+        return channel_map_pruner()
     from torch_pruning import ops
     from torch_pruning.pruner.function import PrunerBox
 

@@ -4,8 +4,8 @@ Decide, then apply. :func:`plan_channel_pruning` traces the coupled channel grou
 (:mod:`deepshrink.graph.coupling`), scores every group's channels with a criterion
 (:mod:`deepshrink.prune.channel_criteria`), picks the kept channels and returns a JSON-ready
 *plan*: per group the kept channel indices, per layer the old → new channels and MACs, and the
-groups left whole with the reason (e.g. channels that pass the zero padding of an option-A
-ResNet shortcut: in such ResNets only the channels inside each block are pruned). On
+groups left whole with the reason (e.g. channels that pass an operation not known to preserve
+channels; an option-A ResNet's zero-padding shortcut is a channel map and is pruned). On
 transformers, ``ratio`` prunes the feed-forward widths and ``heads`` removes whole attention
 heads (:mod:`deepshrink.graph.attention`). Each group's cut is checked against masking its
 dropped channels on the example inputs (:mod:`deepshrink.prune.channel_check`). Nothing is

@@ -43,9 +43,17 @@ class PadShortcut(nn.Module):
     """Option A shortcut: keep every ``stride``-th pixel, then append zero-valued channels.
 
     The input channels stay first, in order; ``out_channels - in_channels`` zero channels follow.
+    After channel pruning the map is general: output channel ``j`` is input channel
+    ``sources[j]``, or zero where ``sources[j]`` is -1 (:meth:`keep_in_channels`,
+    :meth:`keep_out_channels`), so the residual streams on both sides of the shortcut can lose
+    channels independently.
 
     >>> PadShortcut(16, 32, stride=2)(torch.ones(1, 16, 8, 8)).shape
     torch.Size([1, 32, 4, 4])
+    >>> cut = PadShortcut(4, 8, stride=1)
+    >>> cut.keep_in_channels([0, 2, 3]); cut.keep_out_channels([1, 2, 5])
+    >>> cut.sources, cut(torch.arange(3.0).view(1, 3, 1, 1)).flatten().tolist()
+    ([-1, 1, -1], [0.0, 1.0, 0.0])
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
@@ -55,13 +63,40 @@ class PadShortcut(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
+        #: Output channel j is input channel sources[j] (-1: zero); None: the plain padding.
+        self.sources: list[int] | None = None
+        self.register_buffer("_index", torch.zeros(0, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - self.in_channels))
+        if self.sources is None:
+            return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - self.in_channels))
+        zero = torch.zeros_like(x[:, :1])
+        return torch.cat([x, zero], dim=1).index_select(1, self._index)
+
+    def _map(self) -> list[int]:
+        if self.sources is not None:
+            return list(self.sources)
+        return [j if j < self.in_channels else -1 for j in range(self.out_channels)]
+
+    def _set(self, sources: list[int], in_channels: int) -> None:
+        self.sources, self.in_channels, self.out_channels = sources, in_channels, len(sources)
+        index = [in_channels if s < 0 else s for s in sources]
+        self._index = torch.tensor(index, dtype=torch.long, device=self._index.device)
+
+    def keep_in_channels(self, kept: Sequence[int]) -> None:
+        """Keep only input channels ``kept`` (sorted); outputs fed by others become zero."""
+        position = {old: new for new, old in enumerate(kept)}
+        self._set([position.get(s, -1) for s in self._map()], len(kept))
+
+    def keep_out_channels(self, kept: Sequence[int]) -> None:
+        """Keep only output channels ``kept`` (sorted), in order."""
+        sources = self._map()
+        self._set([sources[j] for j in kept], self.in_channels)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+        mapped = "" if self.sources is None else ", channel map"
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}{mapped}"
 
 
 class BasicBlock(nn.Module):
