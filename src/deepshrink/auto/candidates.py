@@ -171,6 +171,11 @@ def _scan_layer(
                 options.append(
                     Option(sparsity, width, size, max(0.0, loss - reference[0]), accuracy)
                 )
+            logger.info(
+                "auto scan %s sparsity %g: %s", layer, sparsity,
+                ", ".join(f"{o.bits} bits {o.bytes} B loss +{o.loss:.4f}"
+                          for o in options if o.sparsity == sparsity),
+            )  # fmt: skip
     finally:
         with torch.no_grad():
             weight.copy_(original)
