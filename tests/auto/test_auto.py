@@ -122,3 +122,15 @@ def test_scan_measures_each_option_from_the_uncompressed_weight() -> None:
     assert all(
         torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters(), strict=True)
     )
+
+
+def test_accuracy_drop_budget_takes_the_smallest_rung_within_it(trained, tmp_path) -> None:
+    model, data = trained
+    report = auto_compress(model, data, max_accuracy_drop=5.0, out=tmp_path, fine_tune=TUNE, **GRID)
+    original = report.reference["accuracy"]  # the whole held-out split (300 of 300 samples)
+    assert 100 * (original - report.held_out_accuracy) <= 5.0
+    within = [p for p in report.front if 100 * (original - p["accuracy"]) <= 5.0]
+    smallest = min(p["bytes"] for p in within)
+    assert report.attempts[0]["budget"] == smallest  # the smallest rung is tried first
+    assert report.delivered_bytes <= report.attempts[-1]["budget"]
+    assert Path(report.path).stat().st_size == report.delivered_bytes

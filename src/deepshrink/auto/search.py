@@ -113,7 +113,7 @@ def auto_compress(
     seconds["front"] = time.perf_counter() - began - seconds["scan"]
     budgets = _budgets(max_bytes, max_accuracy_drop, front, reference)
     run = _Run(teacher, train, held, table, fixed, pick, settings, folder, resume)
-    result = run.first_that_fits(budgets, max_accuracy_drop, reference)
+    result = run.first_that_fits(budgets, max_accuracy_drop)
     seconds["compress"] = time.perf_counter() - began - seconds["scan"] - seconds["front"]
     test, original = _test(result["model"], teacher, data, folder, evaluate_test)
     report = AutoResult(
@@ -189,14 +189,13 @@ class _Run:
         self.resume = resume
         self.attempts: list[dict[str, Any]] = []
 
-    def first_that_fits(
-        self, budgets: list[int], drop: float | None, reference: tuple[float, float]
-    ) -> dict[str, Any]:
+    def first_that_fits(self, budgets: list[int], drop: float | None) -> dict[str, Any]:
+        original = None if drop is None else _held_accuracy(self.teacher, self.held)
         for budget in budgets:
             result = self.within(budget)
-            if drop is None:
+            if original is None:
                 return result
-            lost = 100 * (reference[1] - result["held_out_accuracy"])
+            lost = 100 * (original - result["held_out_accuracy"])  # same samples on both sides
             if lost <= drop:
                 return result
             logger.warning("auto: %s bytes lose %.2f pp on held-out data after fine-tuning, "
