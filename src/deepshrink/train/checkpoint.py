@@ -199,7 +199,7 @@ def restore(
     :func:`deepshrink.encode.skeleton.check_fit` before calling this.
     """
     if model is None:
-        if not arch:
+        if arch is None:
             raise ConfigError(
                 f"{path} was saved from a model outside the zoo; pass the model to load into"
             )
