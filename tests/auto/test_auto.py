@@ -134,3 +134,23 @@ def test_accuracy_drop_budget_takes_the_smallest_rung_within_it(trained, tmp_pat
     assert report.attempts[0]["budget"] == smallest  # the smallest rung is tried first
     assert report.delivered_bytes <= report.attempts[-1]["budget"]
     assert Path(report.path).stat().st_size == report.delivered_bytes
+
+
+def test_a_missed_delivered_file_takes_the_next_smaller_allocation(trained, tmp_path, monkeypatch):
+    model, data = trained
+    real = auto_search.delivered_bytes
+    calls: list[int] = []
+
+    def first_file_too_big(net, path=None):
+        size = real(net, path)
+        if path is not None and not calls:
+            calls.append(size)
+            return 6001  # as if fine-tuning had changed the coded size past the budget
+        return size
+
+    monkeypatch.setattr(auto_search, "delivered_bytes", first_file_too_big)
+    report = auto_compress(model, data, max_bytes=6000, out=tmp_path, fine_tune=TUNE, **GRID)
+    tuned = [a for a in report.attempts if "delivered" in a]
+    assert tuned[0]["delivered"] == 6001 and tuned[-1]["delivered"] == report.delivered_bytes
+    assert len(tuned) == 2 and tuned[1]["encoded_untuned"] <= 6000 - 2
+    assert Path(report.path).stat().st_size == report.delivered_bytes <= 6000

@@ -188,6 +188,7 @@ class _Run:
         self.fixed, self.pick, self.settings, self.folder = fixed, pick, settings, folder
         self.resume = resume
         self.attempts: list[dict[str, Any]] = []
+        self._missed = 0
 
     def first_that_fits(self, budgets: list[int], drop: float | None) -> dict[str, Any]:
         original = None if drop is None else _held_accuracy(self.teacher, self.held)
@@ -217,7 +218,7 @@ class _Run:
             labels = {n: o.label for n, o in allocation.items()}
             self.attempts.append({"budget": budget, "target": target, "predicted": predicted,
                                   "encoded_untuned": size, "layers": labels})  # fmt: skip
-            if size <= budget:
+            if size <= target:
                 return allocation, predicted, size
             logger.warning(
                 "auto: allocation for %s B encodes to %s B, over the budget; "
@@ -238,26 +239,30 @@ class _Run:
                 f"{budget:,}",
                 ", ".join(f"{n} {o.label}" for n, o in allocation.items()),
             )
-            model = self._compressed(allocation, attempt)
+            model = self._compressed(allocation, attempt, budget)
             path = self.folder / "model.dsz"
-            size = delivered_bytes(model, path)
-            self.attempts[-1]["delivered"] = size
-            if size <= budget:
+            size = delivered_bytes(model, path) if model is not None else self._missed
+            self.attempts[-1]["delivered" if model is not None else "encoded_shared"] = size
+            if model is not None and size <= budget:
                 accuracy = _held_accuracy(model, self.held)
                 self.attempts[-1]["held_out_accuracy"] = accuracy
                 return {"model": model, "allocation": allocation, "bytes": size,
                         "predicted": predicted, "held_out_accuracy": accuracy}  # fmt: skip
             logger.warning(
-                "auto: the delivered file %s is %s B, over the %s B budget; taking "
-                "the next smaller candidate",
-                path,
+                "auto: the %s file is %s B, over the %s B budget; taking the next smaller "
+                "candidate",
+                "delivered" if model is not None else "shared (before its fine-tune)",
                 f"{size:,}",
                 f"{budget:,}",
             )
             target -= size - budget + 1
         raise ConfigError(f"the delivered file missed {budget:,} bytes after 3 attempts")
 
-    def _compressed(self, allocation: dict[str, Option], attempt: int) -> nn.Module:
+    def _compressed(
+        self, allocation: dict[str, Option], attempt: int, budget: int
+    ) -> nn.Module | None:
+        """The compressed, fine-tuned model; None (size in ``_missed``) if, once shared after
+        the pruning fine-tune, it already encodes over ``budget``."""
         key = state.allocation_key(allocation, attempt)
         s = self.settings
         model = state.load_phase(self.folder, "pruned", key, self.teacher)
@@ -269,6 +274,9 @@ class _Run:
                        resume=self.resume)  # fmt: skip
             state.save_phase(self.folder, "pruned", key, model)
         apply_share_(model, allocation, s.seed)
+        self._missed = delivered_bytes(model)
+        if self._missed > budget:
+            return None
         fine_tune_(model, self.teacher, self.train, self.held, epochs=s.share_epochs,
                    lr=s.share_lr, settings=s, phase="sharing",
                    checkpoint_dir=state.fit_dir(self.folder, "share", key),
