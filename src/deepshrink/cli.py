@@ -160,15 +160,17 @@ def demo_command(out: Path, epochs: int) -> None:
 @_ALLOW_CODE
 def run_command(recipe: Path, out: Path | None, resume: bool, allow_code: bool) -> None:
     """Run RECIPE (YAML): every stage, a checkpoint and Report after each, report and plots."""
-    from deepshrink._io import safe_name
+    from deepshrink._io import check_unlocked, safe_name
     from deepshrink.recipe import load_recipe, prepare
-    from deepshrink.recipe.run import run_prepared
+    from deepshrink.recipe.run import check_out, recipe_digest, run_prepared
 
     if out is not None:
         _writable(out)
     parsed, text = load_recipe(recipe)
     folder = out if out is not None else Path("runs") / safe_name(parsed.name, "recipe")
     _writable(folder)
+    check_unlocked(folder)  # the cheap refusals first, before the model and data are built
+    check_out(folder, recipe_digest(text), resume)
     prepared = prepare(parsed, text, allow_code=allow_code)
     result = run_prepared(prepared, folder, resume=resume)
     console = _console()
