@@ -165,15 +165,24 @@ def evaluate_onnx(
     labels)`` pairs or dicts with ``labels``); per-token logits ``(N, T, C)`` go with labels
     ``(N, T)``, and labels equal to -100 are not scored.
     """
-    sess = _session(source, threads)
+    return score(forward(source, threads=threads), dataset, batch_size=batch_size,
+                 runtime="ONNX Runtime")  # fmt: skip
+
+
+def score(
+    forward_fn: Callable[[Any], Tensor], dataset: Any, *, batch_size: int = 256,
+    runtime: str = "the runtime",
+) -> EvalResult:  # fmt: skip
+    """Top-1/top-5 accuracy and cross-entropy of ``forward_fn(inputs) -> logits`` over
+    ``dataset`` (as :func:`evaluate_onnx`), for any runtime's exported file."""
     correct1 = correct5 = count = 0
     loss_sum = 0.0
-    for batch in ticking(batches(dataset, batch_size), "evaluating in ONNX Runtime", logger):
+    for batch in ticking(batches(dataset, batch_size), f"evaluating in {runtime}", logger):
         inputs, labels = inputs_and_labels(batch)
         if not isinstance(labels, Tensor):
-            raise ConfigError("evaluate_onnx needs labelled batches: (inputs, labels) pairs or "
-                              "dicts with a 'labels' tensor")  # fmt: skip
-        logits, y = _scored(torch.from_numpy(predict(sess, inputs)).float(), labels)
+            raise ConfigError(f"evaluating in {runtime} needs labelled batches: (inputs, labels) "
+                              "pairs or dicts with a 'labels' tensor")  # fmt: skip
+        logits, y = _scored(forward_fn(inputs), labels)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y.unsqueeze(1)
         correct1 += int(hits[:, 0].sum())

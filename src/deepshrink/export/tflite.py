@@ -26,9 +26,9 @@ from deepshrink._io import atomic_write_bytes
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.export import _model
 from deepshrink.export import _tflite_convert as _convert
-from deepshrink.graph.io import inputs_and_labels, split
+from deepshrink.graph.io import split
 from deepshrink.quantize.calibration import input_batches
-from deepshrink.train.evaluation import EvalResult, batches
+from deepshrink.train.evaluation import EvalResult
 
 __all__ = [
     "describe_tflite",
@@ -244,27 +244,14 @@ def predict_tflite(source: Source, x: Any, *, threads: int = 1) -> np.ndarray:
 def evaluate_tflite(source: Source, dataset: Any, *, threads: int = 1) -> EvalResult:
     """Top-1/top-5 accuracy and cross-entropy of the TFLite classifier over ``dataset`` (as
     :func:`deepshrink.export.runtime.evaluate_onnx`)."""
-    import torch.nn.functional as F
-
-    from deepshrink.export.runtime import _scored
+    from deepshrink.export.runtime import score
 
     runner_ = _interpreter(source, threads)
-    correct1 = correct5 = count = 0
-    loss_sum = 0.0
-    for batch in batches(dataset, 256):
-        inputs, labels = inputs_and_labels(batch)
-        if not isinstance(labels, Tensor):
-            raise ConfigError("evaluate_tflite needs labelled batches: (inputs, labels) pairs")
-        logits = torch.from_numpy(predict_tflite(runner_, _positional(inputs)))
-        logits, y = _scored(logits.float(), labels)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y.unsqueeze(1)
-        correct1 += int(hits[:, 0].sum())
-        correct5 += int(hits.any(dim=1).sum())
-        count += int(y.numel())
-    if count == 0:
-        raise ConfigError("cannot evaluate on an empty dataset")
-    return EvalResult(correct1 / count, correct5 / count, loss_sum / count, count)
+
+    def logits(inputs: Any) -> Tensor:
+        return torch.from_numpy(predict_tflite(runner_, _positional(inputs))).float()
+
+    return score(logits, dataset, runtime="LiteRT")
 
 
 def runner(source: Source, batch_size: int, *, threads: int = 1) -> Callable[[], None]:
