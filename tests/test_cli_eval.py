@@ -243,3 +243,17 @@ def test_export_refuses_bad_options_in_one_line(capsys, files, args, says: str) 
 def test_export_refuses_a_file_that_is_already_exported(capsys, files) -> None:
     code, _, err = run(capsys, "export", str(files[".onnx"]))
     assert "already a .onnx file" in one_error_line(code, err)
+
+
+def test_inspect_refuses_what_eval_refuses(capsys, files, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    path = tmp_path / "m.safetensors"
+    shutil.copy(files[".safetensors"], path)
+    sidecar = json.loads(files[".safetensors"].with_suffix(".json").read_text())
+    sidecar["arch"]["kwargs"] = {**sidecar["arch"].get("kwargs", {}), "num_classes": 10**9}
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    for argv in (["inspect", str(path)], ["eval", str(path), "--data", "digits"]):
+        code, _, err = run(capsys, *argv)
+        assert "num_classes" in one_error_line(code, err)

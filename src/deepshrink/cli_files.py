@@ -178,10 +178,19 @@ def _inspect_dsz(path: Path) -> list[str]:
     from deepshrink import encode
 
     header = encode.read(path).header
+    _validated(path, ".dsz", header)
     return [
         *_arch_lines(header),
         encode.size_table(path).to_markdown(),
     ]
+
+
+def _validated(path: Path, kind: str, fields: dict[str, Any]) -> None:
+    """Rebuild a zoo model's file as ``eval`` would, so ``inspect`` refuses what ``eval``
+    refuses (arguments out of bounds, records for another architecture, indices past a
+    codebook); a model outside the zoo is shown from its header alone."""
+    if fields.get("arch"):
+        _load_pytorch(path, kind)
 
 
 def _inspect_safetensors(path: Path) -> list[str]:
@@ -191,6 +200,7 @@ def _inspect_safetensors(path: Path) -> list[str]:
     from deepshrink.train.checkpoint import read_sidecar
 
     sidecar = read_sidecar(path)
+    _validated(path, ".safetensors", sidecar)
     rows = []
     try:
         with safe_open(str(path), framework="pt") as tensors:
