@@ -226,14 +226,14 @@ class _Run:
                 f"{target:,.0f}",
                 f"{size:,}",
             )
-            target -= size - budget + 1
+            target -= size - target + 1  # shrink by the overshoot
         raise ConfigError(f"no allocation encoded within {budget:,} bytes after 6 tries")
 
     def within(self, budget: int) -> dict[str, Any]:
         """Compress within ``budget``; retry smaller when the delivered file misses it."""
         target: float = budget
         for attempt in range(3):
-            allocation, predicted, _ = self._allocation(budget, target)
+            allocation, predicted, untuned = self._allocation(budget, target)
             logger.info(
                 "auto allocation (%s B): %s",
                 f"{budget:,}",
@@ -255,7 +255,7 @@ class _Run:
                 f"{size:,}",
                 f"{budget:,}",
             )
-            target -= size - budget + 1
+            target = untuned - (size - budget) - 1  # smaller than this one by the overshoot
         raise ConfigError(f"the delivered file missed {budget:,} bytes after 3 attempts")
 
     def _compressed(
