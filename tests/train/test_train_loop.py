@@ -122,6 +122,34 @@ def test_resume_refuses_changed_settings(tmp_path) -> None:
             resume=True, progress=False)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("step", "7", "training.step must be a non-negative integer"),
+        ("epoch", -1, "training.epoch must be a non-negative integer"),
+        ("best_accuracy", "x", "training.best_accuracy"),
+        ("history", [], "training.history must be a mapping"),
+        ("history", {"records": [{"nope": 1}]}, "training.history is damaged"),
+        ("config", {"lr": "fast"}, "training.config must be valid fit settings"),
+    ],
+)
+def test_resume_from_a_damaged_training_record_is_a_format_error(
+    tmp_path, field: str, value: object, says: str
+) -> None:
+    import json
+
+    from deepshrink.errors import FormatError
+
+    fit(tiny(), Data(), epochs=1, batch_size=32, checkpoint_dir=tmp_path, progress=False)
+    (sidecar,) = tmp_path.glob("*.json")
+    record = json.loads(sidecar.read_text())
+    record["training"][field] = value
+    sidecar.write_text(json.dumps(record))
+    with pytest.raises(FormatError, match=says):
+        fit(tiny(), Data(), epochs=2, batch_size=32, checkpoint_dir=tmp_path, resume=True,
+            progress=False)  # fmt: skip
+
+
 def test_bad_settings_raise_config_errors() -> None:
     with pytest.raises(ConfigError, match="epochs.*greater than or equal to 0.*-1"):
         fit(tiny(), Data(), epochs=-1, progress=False)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink import _progress as _progress_lines
-from deepshrink.errors import ConfigError
+from deepshrink.errors import ConfigError, FormatError
 from deepshrink.graph.io import Select, call, logits_of
 from deepshrink.train.batches import (
     batches_per_epoch,
@@ -34,7 +34,7 @@ from deepshrink.train.batches import (
 from deepshrink.train.checkpoint import load_checkpoint, read_sidecar, save_checkpoint
 from deepshrink.train.config import FitConfig, build_config, lr_factor
 from deepshrink.train.evaluation import EvalResult, LossFn, Tally, evaluate, model_loss
-from deepshrink.train.state import load_training_tensors, save_training_tensors
+from deepshrink.train.state import checked_training, load_training_tensors, save_training_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def _restore_state(directory: Path, trainer: _Trainer) -> tuple[int, History, fl
     training = read_sidecar(directory / LAST).get("training")
     if training is None:
         raise ConfigError(f"{directory / LAST} is not a training checkpoint; cannot resume")
-    saved = FitConfig(**training["config"]).model_dump()
+    saved = checked_training(training, directory / LAST)
     changed = sorted(
         k
         for k, v in trainer.config.model_dump().items()
@@ -280,8 +280,21 @@ def _restore_state(directory: Path, trainer: _Trainer) -> tuple[int, History, fl
     load_training_tensors(
         directory / LAST, trainer.optimizer, trainer.generator, training["optimizer"]
     )
-    trainer.step = int(training["step"])
-    return int(training["epoch"]), History.from_dict(training["history"]), training["best_accuracy"]
+    trainer.step = training["step"]
+    return (
+        training["epoch"],
+        _history(training["history"], directory / LAST),
+        training["best_accuracy"],
+    )
+
+
+def _history(record: dict[str, Any], path: Path) -> History:
+    try:
+        return History.from_dict(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(
+            f"{path}: training.history is damaged ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 def _checked_splits(

@@ -10,6 +10,7 @@ import torch
 
 from deepshrink.errors import FormatError
 from deepshrink.train.checkpoint import read_tensors, write_tensors
+from deepshrink.train.config import FitConfig
 
 
 def optim_path(checkpoint: Path) -> Path:
@@ -69,3 +70,30 @@ def load_training_tensors(
     optimizer.load_state_dict(join_optimizer_state(tensors, structure))
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
+
+
+def checked_training(training: Any, path: Path) -> dict[str, Any]:
+    """The saved fit settings of a training checkpoint's ``training`` record, after checking
+    every field resume reads; a damaged record is a FormatError naming the field."""
+    from pydantic import ValidationError
+
+    def bad(field: str, what: str) -> FormatError:
+        return FormatError(f"{path}: training.{field} must be {what}; the checkpoint is damaged")
+
+    if not isinstance(training, dict):
+        raise bad("", "a mapping")
+    for name in ("step", "epoch"):
+        value = training.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53:
+            raise bad(name, "a non-negative integer")
+    best = training.get("best_accuracy")
+    if best is not None and (not isinstance(best, (int, float)) or not 0 <= best <= 1):
+        raise bad("best_accuracy", "null or a fraction in [0, 1]")
+    for name, kind in (("config", dict), ("history", dict), ("optimizer", (dict, list))):
+        if not isinstance(training.get(name), kind):
+            raise bad(name, "a mapping" if kind is dict else "a mapping or a list")
+    try:
+        return FitConfig(**training["config"]).model_dump()
+    except (ValidationError, TypeError) as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise bad("config", f"valid fit settings ({first})") from None
