@@ -207,9 +207,10 @@ class _Run:
             "even the largest; allow a larger drop or add wider options (lower sparsity)"
         )
 
-    def _allocation(self, budget: int, target: float) -> tuple[dict[str, Option], int, int]:
-        """The allocation for ``target`` whose untuned model encodes within ``budget``."""
-        for _ in range(6):
+    def _allocation(self, budget: int, limit: float) -> tuple[dict[str, Option], int, int]:
+        """The allocation whose untuned model encodes within ``limit`` bytes."""
+        target = limit
+        for tries in range(8):
             allocation = self.pick(self.table, target, fixed=self.fixed)
             predicted = self.fixed + sum(o.bytes for o in allocation.values())
             trial = apply_share_(apply_prune_(copy.deepcopy(self.teacher), allocation),
@@ -218,16 +219,14 @@ class _Run:
             labels = {n: o.label for n, o in allocation.items()}
             self.attempts.append({"budget": budget, "target": target, "predicted": predicted,
                                   "encoded_untuned": size, "layers": labels})  # fmt: skip
-            if size <= target:
+            if size <= limit:
                 return allocation, predicted, size
-            logger.warning(
-                "auto: allocation for %s B encodes to %s B, over the budget; "
-                "taking the next smaller candidate",
-                f"{target:,.0f}",
-                f"{size:,}",
-            )
-            target -= size - target + 1  # shrink by the overshoot
-        raise ConfigError(f"no allocation encoded within {budget:,} bytes after 6 tries")
+            logger.warning("auto: allocation for %s B encodes to %s B (predicted %s B), over "
+                           "%s B; taking the next smaller candidate", f"{target:,.0f}",
+                           f"{size:,}", f"{predicted:,}", f"{limit:,.0f}")  # fmt: skip
+            # take the prediction's error off, and a growing margin so that the choice changes
+            target = min(target - 1, limit - (size - predicted)) - 16 * 2**tries
+        raise ConfigError(f"no allocation encoded within {limit:,.0f} bytes after 8 tries")
 
     def within(self, budget: int) -> dict[str, Any]:
         """Compress within ``budget``; retry smaller when the delivered file misses it."""
