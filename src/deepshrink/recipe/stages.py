@@ -8,7 +8,7 @@ and ``prune:`` (a ``polynomial_decay`` schedule applied during the fine-tune). `
 ``iterative: {rounds, epochs, lr, ...}`` to prune in rounds with fine-tuning in between.
 
 >>> sorted(STAGES.names())
-['encode', 'evaluate', 'export', 'factorize', 'fine_tune', 'prune', 'quantize', 'train']
+['auto', 'encode', 'evaluate', 'export', 'factorize', 'fine_tune', 'prune', 'quantize', 'train']
 """
 
 from __future__ import annotations
