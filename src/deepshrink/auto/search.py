@@ -231,7 +231,7 @@ class _Run:
     def within(self, budget: int) -> dict[str, Any]:
         """Compress within ``budget``; retry smaller when the delivered file misses it."""
         target: float = budget
-        for attempt in range(3):
+        for attempt in range(4):
             allocation, predicted, untuned = self._allocation(budget, target)
             logger.info(
                 "auto allocation (%s B): %s",
@@ -254,8 +254,9 @@ class _Run:
                 f"{size:,}",
                 f"{budget:,}",
             )
-            target = untuned - (size - budget) - 1  # smaller than this one by the overshoot
-        raise ConfigError(f"the delivered file missed {budget:,} bytes after 3 attempts")
+            # fine-tuning moved the coded size by (size - untuned): leave that room, and more
+            target = budget - max(size - untuned, size - budget) - 16 * 2**attempt
+        raise ConfigError(f"the delivered file missed {budget:,} bytes after 4 attempts")
 
     def _compressed(
         self, allocation: dict[str, Option], attempt: int, budget: int
