@@ -169,11 +169,16 @@ def test_factorized_and_kmeans_shared_model_predicts_what_pytorch_does(trained, 
 def test_conversion_and_quantization_print_nothing_and_leave_logging_alone(tmp_path, capfd):
     import logging
 
-    handlers = list(logging.root.handlers)
-    capfd.readouterr()
-    path = export_tflite(nn.Linear(4, 3).eval(), tmp_path / "lin.tflite", int8="dynamic",
-                         example_inputs=torch.rand(1, 4))  # fmt: skip
-    predict_tflite(path, torch.rand(3, 4))
-    captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == ""
-    assert logging.root.handlers == handlers
+    cli_like = logging.StreamHandler()  # as the command line installs on the root logger
+    logging.root.addHandler(cli_like)
+    try:
+        handlers = list(logging.root.handlers)
+        capfd.readouterr()
+        path = export_tflite(nn.Linear(4, 3).eval(), tmp_path / "lin.tflite", int8="dynamic",
+                             example_inputs=torch.rand(1, 4))  # fmt: skip
+        predict_tflite(path, torch.rand(3, 4))
+        captured = capfd.readouterr()
+        assert captured.out == "" and captured.err == ""
+        assert logging.root.handlers == handlers
+    finally:
+        logging.root.removeHandler(cli_like)

@@ -80,10 +80,10 @@ def wrapped(model: nn.Module, example: Any, select: Select) -> tuple[Prediction,
         parameter.requires_grad_(True)
     args, kwargs = split(example)
     if not kwargs:
-        return Prediction(frozen, None, {}, select), tuple(args)
+        return Prediction(frozen, None, {}, select).eval(), tuple(args)
     tensors = {k: v for k, v in kwargs.items() if isinstance(v, Tensor)}
     constants = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
-    return Prediction(frozen, list(tensors), constants, select), tuple(tensors.values())
+    return Prediction(frozen, list(tensors), constants, select).eval(), tuple(tensors.values())
 
 
 def tokens(value: Tensor) -> bool:

@@ -51,6 +51,8 @@ def quiet() -> Iterator[None]:
             stream.flush()
     saved = []
     root_handlers, root_level = list(logging.root.handlers), logging.root.level
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the converters log through the root logger
     with tempfile.TemporaryFile(mode="w+b") as sink:
         try:
             for fd in (1, 2):
@@ -72,6 +74,7 @@ def quiet() -> Iterator[None]:
             for handler in [h for h in logging.root.handlers if h not in root_handlers]:
                 logging.root.removeHandler(handler)  # a converter library's logging.basicConfig
             logging.root.setLevel(root_level)
+            logging.disable(disabled)
             sink.seek(0)
             text = sink.read().decode(errors="replace").strip()
             if text:
