@@ -394,7 +394,7 @@ def _check_order(stages: list[Stage]) -> None:
                 f"{stage.where}.distill: no earlier prune, factorize or quantize stage, so there "
                 "is no model to distill from; move this stage after one or drop distill"
             )
-        compressed = compressed or stage.kind in ("prune", "factorize", "quantize")
+        compressed = compressed or stage.kind in ("prune", "factorize", "quantize", "auto")
         compressed = compressed or schedule is not None
 
 

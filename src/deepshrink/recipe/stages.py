@@ -78,10 +78,14 @@ def runs(name: str) -> Callable[[Runner], Runner]:
     return add
 
 
+#: Stage kinds that compress the model (besides a fine-tune with a pruning schedule).
+COMPRESSING = ("prune", "factorize", "quantize", "auto")
+
+
 def compresses(stage: Stage) -> bool:
-    """Whether ``stage`` compresses the model (a prune, factorize or quantize stage, or a
+    """Whether ``stage`` compresses the model (a prune, factorize, quantize or auto stage, or a
     fine-tune with a pruning schedule); the model before the first such stage is the baseline."""
-    if stage.kind in ("prune", "factorize", "quantize"):
+    if stage.kind in COMPRESSING:
         return True
     return stage.kind == "fine_tune" and stage.settings.schedule is not None
 
