@@ -70,8 +70,10 @@ PROBE = (
 )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt install "
-                                             "chromium); the HTML checks above still ran")  # fmt: skip
+NO_BROWSER = "Chromium is not installed (Debian: apt install chromium); the HTML checks ran"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
 def test_chromium_renders_every_image_of_the_report(run: Path, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text((run / "report.html").read_text().replace("</body>", PROBE + "</body>"))

@@ -15,9 +15,10 @@ keep it honest — Torch-Pruning passes unknown operations through as if element
 that crosses any operation not on :data:`CHANNEL_PRESERVING` (slicing, reshapes other than
 flatten, GroupNorm) is marked *blocked* with the operation named; modules that map channels
 without weights (the option-A ``PadShortcut``, :func:`~deepshrink.graph.slicing.is_channel_map`)
-are pruned on each side like a layer — and grouped convolutions, which it prunes correctly only when every group of the
-convolution loses the same local channels: such groups get ``blocks > 1`` and the caller must
-keep a pattern that repeats in every block (:meth:`ChannelGroup.expand`).
+are pruned on each side like a layer — and grouped convolutions, which it prunes correctly only
+when every group of the convolution loses the same local channels: such groups get
+``blocks > 1`` and the caller must keep a pattern that repeats in every block
+(:meth:`ChannelGroup.expand`).
 
 >>> from torch import nn
 >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
