@@ -133,3 +133,29 @@ def test_subclasses_of_linear_are_shared_too() -> None:
     finalize_(attention)
     assert type(attention.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear
     assert torch.equal(attention(x, x, x)[0], shared_output)
+
+
+def test_replaying_a_kmeans_record_on_a_shared_layer_computes_no_weight(tmp_path) -> None:
+    """A record replayed twice re-shares a shared layer from its stored tensors; gathering the
+    codebook on the meta device (torch then imports sympy: seconds and ~75 MB) is not needed."""
+    import json
+    import subprocess
+    import sys
+
+    import deepshrink as ds
+
+    model = ds.zoo.create("digits_mlp")
+    ds.quantize_(model, ds.KMeansQuantization(bits=3))
+    path = ds.save_checkpoint(model, tmp_path / "m")
+    sidecar = path.with_suffix(".json")
+    record = json.loads(sidecar.read_text())
+    record["structure"] = record["structure"] * 2
+    sidecar.write_text(json.dumps(record))
+    code = (
+        "import sys, deepshrink as ds\n"
+        f"ds.load_checkpoint({str(path)!r})\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)  # fmt: skip
+    assert done.stdout.strip() == "False"

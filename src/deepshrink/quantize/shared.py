@@ -165,11 +165,11 @@ def share_(
     hold the same parameter) take the values of ``shared``; one codebook for all of them."""
     if not is_shareable(layer, name):
         raise TypeError(f"{type(layer).__name__} has no weight {name!r} that can be shared")
-    reference = getattr(layer, name)
-    if shared.indices.shape != reference.shape or shared.mask.shape != reference.shape:
+    shape = _stored(layer, name)[1]
+    if shared.indices.shape != shape or shared.mask.shape != shape:
         raise ValueError(
             f"codebook indices of shape {tuple(shared.indices.shape)} do not fit the weight "
-            f"of shape {tuple(reference.shape)}"
+            f"of shape {tuple(shape)}"
         )
     old = layer._parameters.get(_keys(name)[0] if name in shared_names(layer) else name)
     assert old is not None
@@ -198,13 +198,23 @@ def _install(
         names.append(name)
 
 
+def _stored(layer: nn.Module, name: str) -> tuple[torch.dtype, torch.Size]:
+    """The dtype and shape of weight ``name`` from the stored tensors, without computing it (a
+    shared weight would gather its codebook for nothing, on the meta device too)."""
+    if name in shared_names(layer):
+        centroids, indices = (getattr(layer, key) for key in _keys(name)[:2])
+        return centroids.dtype, indices.shape
+    weight = getattr(layer, name)
+    return weight.dtype, weight.shape
+
+
 def empty_codebook(layer: nn.Module, clusters: int, name: str = "weight") -> SharedWeight:
     """A placeholder codebook of ``clusters`` values for weight ``name`` (a state dict fills it)."""
-    weight = getattr(layer, name).detach()
+    dtype, shape = _stored(layer, name)
     return SharedWeight(
-        torch.zeros(clusters, dtype=weight.dtype),
-        torch.zeros(weight.shape, dtype=index_dtype(clusters)),
-        torch.ones(weight.shape, dtype=torch.bool),
+        torch.zeros(clusters, dtype=dtype),
+        torch.zeros(shape, dtype=index_dtype(clusters)),
+        torch.ones(shape, dtype=torch.bool),
     )
 
 
