@@ -388,8 +388,9 @@ def _verify_lines(net: Any, path: Path, bundle: Any) -> str:
         predicted_classes,
         scored_labels,
     )
+    from deepshrink.export.files import file_forward, runtime_name
 
-    forward, runtime = _file_forward(path)
+    forward, runtime = file_forward(path), runtime_name(path)
     before = predicted_classes(model_forward(net), bundle.test)
     after = predicted_classes(forward, bundle.test)
     labels = scored_labels(bundle.test)
@@ -399,16 +400,3 @@ def _verify_lines(net: Any, path: Path, bundle: Any) -> str:
         ("predictions changed", f"{changed_predictions(before, after):,} of {len(labels):,}"),
     ]
     return _units.table(("top-1 on the test set", "value"), rows)
-
-
-def _file_forward(path: Path) -> tuple[Any, str]:
-    """The exported file as a ``forward(inputs) -> logits`` function, and its runtime's name."""
-    if path.suffix == ".tflite":
-        import torch
-
-        from deepshrink.export.tflite import predict_tflite
-
-        return (lambda x: torch.from_numpy(predict_tflite(path, x)).float()), "LiteRT"
-    from deepshrink.export.runtime import forward
-
-    return forward(_onnx_session(path)), "ONNX Runtime"

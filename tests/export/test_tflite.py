@@ -53,7 +53,7 @@ def trained(digits) -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def test_batch(digits) -> tuple[torch.Tensor, torch.Tensor]:
+def held_batch(digits) -> tuple[torch.Tensor, torch.Tensor]:
     return digits.test.without_transform().batch(torch.arange(128))
 
 
@@ -78,17 +78,17 @@ def _torch(model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return model(x).numpy()
 
 
-def test_fp32_file_predicts_what_pytorch_does(trained, files, test_batch):
-    x = test_batch[0]
+def test_fp32_file_predicts_what_pytorch_does(trained, files, held_batch):
+    x = held_batch[0]
     assert files["fp32"].read_bytes()[4:8] == b"TFL3"
     np.testing.assert_allclose(predict_tflite(files["fp32"], x), _torch(trained, x), atol=1e-4)
 
 
-def test_fp16_file_computes_with_the_weights_rounded_to_half(trained, files, test_batch):
+def test_fp16_file_computes_with_the_weights_rounded_to_half(trained, files, held_batch):
     rounded = copy.deepcopy(trained)
     for layer in (rounded.conv, rounded.fc):
         layer.weight.data = layer.weight.data.half().float()
-    x = test_batch[0]
+    x = held_batch[0]
     got = predict_tflite(files["fp16"], x)
     np.testing.assert_allclose(got, _torch(rounded, x), atol=1e-4)
     weights = trained.conv.weight.numel() + trained.fc.weight.numel()
@@ -96,9 +96,9 @@ def test_fp16_file_computes_with_the_weights_rounded_to_half(trained, files, tes
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "int8"])
-def test_int8_files_agree_with_pytorch_within_quantization_error(trained, files, test_batch,
+def test_int8_files_agree_with_pytorch_within_quantization_error(trained, files, held_batch,
                                                                  mode):  # fmt: skip
-    x, labels = test_batch
+    x, labels = held_batch
     expected, got = _torch(trained, x), predict_tflite(files[mode], x)
     spread = expected.max() - expected.min()
     assert np.abs(got - expected).max() <= 0.05 * spread
@@ -144,24 +144,24 @@ def test_runner_runs_one_inference_and_refuses_another_batch(files):
 
 
 def test_channel_pruned_model_exports_smaller_with_the_same_predictions(
-    trained, files, test_batch, tmp_path
+    trained, files, held_batch, tmp_path
 ):
     model = copy.deepcopy(trained)
     ds.prune_(model, ds.ChannelPruning(ratio=0.5), example_inputs=torch.rand(1, 1, 8, 8))
     assert model.conv.out_channels == 4
     path = export_tflite(model, tmp_path / "pruned.tflite", example_inputs=torch.rand(1, 1, 8, 8))
-    x = test_batch[0]
+    x = held_batch[0]
     np.testing.assert_allclose(predict_tflite(path, x), _torch(model, x), atol=1e-4)
     assert path.stat().st_size < 0.7 * files["fp32"].stat().st_size
 
 
-def test_factorized_and_kmeans_shared_model_predicts_what_pytorch_does(trained, test_batch,
+def test_factorized_and_kmeans_shared_model_predicts_what_pytorch_does(trained, held_batch,
                                                                        tmp_path):  # fmt: skip
     model = copy.deepcopy(trained)
     ds.factorize_(model, ds.SVDFactorization(energy=0.9))
     ds.quantize_(model, ds.KMeansQuantization(bits=4))
     path = export_tflite(model, tmp_path / "shared.tflite", example_inputs=torch.rand(1, 1, 8, 8))
-    x = test_batch[0]
+    x = held_batch[0]
     np.testing.assert_allclose(predict_tflite(path, x), _torch(model, x), atol=1e-4)
     assert describe_tflite(path)["ops"]["FULLY_CONNECTED"] == 2  # the two SVD factors
 

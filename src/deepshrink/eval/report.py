@@ -26,6 +26,7 @@ from deepshrink.eval.agreement import accuracy_interval
 from deepshrink.eval.counts import count_macs, count_nonzero, count_parameters
 from deepshrink.eval.latency import measure_latency
 from deepshrink.eval.size import dense_bytes, file_bytes, gzip_bytes, saved_size
+from deepshrink.eval.timing import _load_average
 from deepshrink.graph.io import Select
 
 #: A user loss ``loss(logits, labels) -> Tensor``.
@@ -210,7 +211,7 @@ def _latencies(
         return {"latency_ms_batch1": small.median_ms, "latency_ms_batch64": large.median_ms,
                 "threads": small.threads, "extra": {"latency_clock": "wall"}}  # fmt: skip
     # one thread: thread CPU time is the figure (a busy machine does not inflate it), wall beside
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load = _load_average()
     return {
         "latency_ms_batch1": 1e3 * small.cpu_median_seconds,
         "latency_ms_batch64": 1e3 * large.cpu_median_seconds,

@@ -133,9 +133,7 @@ def _export(context: Context, stage: Stage) -> dict[str, Any]:
         "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
         f"{settings.format}_accuracy": result.top1,
     }  # fmt: skip
-    context.artifacts[EXPORT_OPTIONS] = json.dumps(
-        {k: v for k, v in _options(settings).items() if k != "weight_bits"}
-    )
+    context.artifacts[EXPORT_OPTIONS] = json.dumps(_reference_options(_options(settings)))
     if settings.latency_rounds and (settings.int8 or settings.fp16):
         folder = context.out / "stages" / stage.label
         reference = export(_float_twin(model), folder / f"fp32{path.suffix}",

@@ -49,9 +49,6 @@ def _dsz(path: Path) -> dict[str, Any]:
             "markdown": table.to_markdown()}  # fmt: skip
 
 
-_ONNX_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
-
-
 def _onnx(path: Path) -> dict[str, Any]:
     """Initializer bytes by ONNX type, and by layer where the name starts with a layer's."""
     import math
@@ -65,7 +62,7 @@ def _onnx(path: Path) -> dict[str, Any]:
     layers: dict[str, dict[str, int]] = defaultdict(lambda: {"weights": 0, "bytes": 0})
     for tensor in graph.initializer:
         count = math.prod(tensor.dims)
-        size = count * _ONNX_BYTES.get(tensor.data_type, 4)
+        size = count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
         kind = onnx.TensorProto.DataType.Name(tensor.data_type).lower()
         by_type[kind][0] += count
         by_type[kind][1] += size
