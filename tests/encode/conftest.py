@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +82,17 @@ def dsz() -> Any:
         sample_tensors = staticmethod(sample_tensors)
 
     return Tools
+
+
+_FUZZER = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_dsz.py"
+
+
+@pytest.fixture(scope="module")
+def fuzz() -> Any:
+    """``benchmarks/fuzz_dsz.py`` as a module (seeds, mutations, the fuzzing loop)."""
+    spec = importlib.util.spec_from_file_location("fuzz_dsz", _FUZZER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_dsz"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

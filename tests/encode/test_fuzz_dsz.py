@@ -6,11 +6,9 @@ reader must refuse an oversized model before building it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
-import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -22,16 +20,6 @@ import deepshrink as ds
 from deepshrink.errors import ConfigError, FormatError
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_dsz.py"
-
-
-@pytest.fixture(scope="module")
-def fuzz() -> Any:
-    spec = importlib.util.spec_from_file_location("fuzz_dsz", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_dsz"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

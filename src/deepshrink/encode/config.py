@@ -33,12 +33,17 @@ class EncodeConfig(MethodConfig):
     (the default, as in Han et al. 2016; tensors of 3 or more dimensions count as conv).
     ``huffman``: also try canonical Huffman codes for every stream and keep them where smaller
     (P+Q+H); ``False`` gives fixed-width fields only (P+Q).
+    ``floats``: ``"exact"`` (the default) stores every tensor bit for bit; ``"float16"`` or
+    ``"bfloat16"`` rounds float32/float64 tensors (codebooks, biases, raw values) to that type
+    in the file and widens them back on loading — lossy, half the bytes of side information;
+    zero stays zero and non-zero stays non-zero. Such files are format version 2.
     """
 
     index_bits: int | Literal["auto"] | dict[str, int] = Field(
         default_factory=lambda: dict(_PAPER_BITS)
     )
     huffman: bool = True
+    floats: Literal["exact", "float16", "bfloat16"] = "exact"
 
     @field_validator("index_bits", mode="before")
     @classmethod

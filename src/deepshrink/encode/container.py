@@ -32,7 +32,10 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "Container", "pack", "unpac
 
 MAGIC = b"\x89DSZ\r\n\x1a\n"
 FORMAT_NAME = "deepshrink-dsz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader accepts: 2 adds tensors whose values are kept in a narrower float type
+#: (``"stored"``); a writer uses it only for files that need it, so others stay readable by 1.
+READ_VERSIONS = (1, 2)
 #: magic, version (u16), reserved (u16), header bytes (u32), header size (u32), header CRC (u32)
 PRELUDE = struct.Struct("<8sHHIII")
 SECTION = struct.Struct("<QI")
@@ -98,8 +101,9 @@ def pack(
         header["aliases"] = dict(aliases)
     text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
     compressed = zlib.compress(text, 9)
+    version = FORMAT_VERSION if any("stored" in item.entry for item in encoded) else 1
     parts = [
-        PRELUDE.pack(MAGIC, FORMAT_VERSION, 0, len(compressed), len(text), zlib.crc32(compressed)),
+        PRELUDE.pack(MAGIC, version, 0, len(compressed), len(text), zlib.crc32(compressed)),
         compressed,
     ]
     for item in encoded:
@@ -146,10 +150,11 @@ def _read_header(cursor: _Cursor) -> dict[str, Any]:
     )
     if magic != MAGIC:
         raise cursor.fail("prelude", "not a .dsz file (wrong magic bytes)")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise cursor.fail(
-            "prelude", f"format version {version}; this deepshrink reads version {FORMAT_VERSION}"
-        )
+            "prelude", f"format version {version}; this deepshrink reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))} (a newer deepshrink wrote it?)",
+        )  # fmt: skip
     if reserved != 0:
         raise cursor.fail("prelude", f"reserved field is {reserved}, must be 0")
     cap = header_cap(len(cursor.data))
@@ -169,7 +174,11 @@ def _read_header(cursor: _Cursor) -> dict[str, Any]:
         header = json.loads(text)
     except (zlib.error, ValueError, RecursionError) as exc:
         raise cursor.fail("header", f"not compressed JSON: {exc}") from None
-    return check_header(header, cursor.fail)
+    header = check_header(header, cursor.fail)
+    narrowed = [entry["name"] for entry in header["tensors"] if "stored" in entry]
+    if version < 2 and narrowed:
+        raise cursor.fail("header", f"tensor {narrowed[0]!r} has 'stored', which needs version 2")
+    return header
 
 
 def read_header(data: bytes, source: str = "<bytes>") -> dict[str, Any]:

@@ -53,6 +53,8 @@ class TensorEntry(BaseModel):
     gaps: StreamSpec | None = None
     values: StreamSpec | None = None
     of: str | None = None
+    #: a narrower float type the values are kept in (format version 2), widened on reading
+    stored: Literal["float16", "bfloat16"] | None = None
 
     @field_validator("dtype")
     @classmethod
@@ -60,6 +62,15 @@ class TensorEntry(BaseModel):
         if value not in DTYPES:
             raise ValueError(f"unknown dtype {value!r}; known: {sorted(DTYPES)}")
         return value
+
+    @model_validator(mode="after")
+    def _narrowable(self) -> TensorEntry:
+        if self.stored is not None and self.dtype not in ("float32", "float64"):
+            raise ValueError(
+                f"tensor {self.name!r}: only float32/float64 tensors are stored as "
+                f"{self.stored}, not {self.dtype}"
+            )
+        return self
 
 
 class Header(BaseModel):

@@ -40,7 +40,15 @@ from deepshrink.encode.streams import (
 from deepshrink.errors import ConfigError
 from deepshrink.functional.sparse import entry_count, from_relative, gap_counts, to_relative
 
-__all__ = ["DTYPES", "MAX_CODEBOOK", "Encoded", "decode_tensor", "dtype_name", "encode_tensor"]
+__all__ = [
+    "DTYPES",
+    "MAX_CODEBOOK",
+    "Encoded",
+    "decode_tensor",
+    "dtype_name",
+    "encode_tensor",
+    "narrowed",
+]
 
 #: Most distinct *non-zero* values a codebook holds (k-means with 8 bits); zero may come on top
 #: (as code 0), for the zeros of a dense tensor or the filler entries of a sparse one.
@@ -160,13 +168,37 @@ def _codebook_stream(
     return book.size, [("codebook", book.astype(itemsize_dtype).tobytes())], stream
 
 
+def narrowed(tensor: torch.Tensor, config: EncodeConfig) -> tuple[torch.Tensor, str | None]:
+    """``tensor`` rounded to ``config.floats`` and that dtype's name, or ``(tensor, None)``.
+
+    Only float32/float64 tensors whose finite values all fit are narrowed. Zero stays zero and
+    non-zero stays non-zero (a value that would round to zero keeps the narrow type's smallest
+    subnormal magnitude), so the sparsity pattern, and any mask that follows it, is unchanged.
+    """
+    if config.floats == "exact" or tensor.dtype not in (torch.float32, torch.float64):
+        return tensor, None
+    narrow = DTYPES[config.floats][0]
+    source = tensor.detach()
+    out = source.to(narrow)
+    if bool((torch.isinf(out) & torch.isfinite(source)).any()):
+        return tensor, None  # out of the narrow type's range: keep the tensor exact
+    lost = (out == 0) & (source != 0)
+    if bool(lost.any()):  # the smallest subnormal (bit pattern 1), with the value's sign
+        tiny = torch.ones(1, dtype=DTYPES[config.floats][1]).view(narrow)
+        out = torch.where(lost, torch.where(source < 0, -tiny, tiny), out)
+    return out, config.floats
+
+
 def encode_tensor(
     name: str, tensor: torch.Tensor, config: EncodeConfig, support: torch.Tensor | None = None
 ) -> Encoded:
     """Code ``tensor`` in its smallest layout (``support`` is the tensor a mask may follow)."""
     dtype = dtype_name(tensor.dtype)
-    little = _numpy_dtype(dtype)
     entry: dict[str, Any] = {"name": name, "dtype": dtype, "shape": list(tensor.shape)}
+    tensor, stored = narrowed(tensor, config)
+    if stored is not None:
+        entry["stored"] = stored
+    little = _numpy_dtype(stored or dtype)
     bits = patterns(tensor)
     stats: dict[str, Any] = {"numel": bits.size, "nonzero": int(np.count_nonzero(bits))}
     if support is not None and _follows(bits, support):
@@ -240,7 +272,8 @@ def decode_tensor(
     Every size is checked against the bytes actually present before anything is allocated.
     """
     torch_dtype, _ = DTYPES[entry["dtype"]]
-    little = _numpy_dtype(entry["dtype"])
+    stored = entry.get("stored", entry["dtype"])  # a narrower float type the values were kept in
+    little = _numpy_dtype(stored)
     shape = entry["shape"]
     numel = math.prod(shape)
     layout = entry["layout"]
@@ -260,7 +293,8 @@ def decode_tensor(
     if entry["dtype"] == "bool" and bits.size and int(bits.max()) > 1:
         raise ValueError("a bool tensor holds values other than 0 and 1")
     native = bits.astype(little.newbyteorder("="))
-    return torch.from_numpy(native).view(torch_dtype).reshape(shape)
+    tensor = torch.from_numpy(native).view(DTYPES[stored][0])
+    return tensor.to(torch_dtype).reshape(shape)
 
 
 def _read_values(entry: dict[str, Any], take: Take, count: int, little: np.dtype) -> np.ndarray:
