@@ -20,6 +20,7 @@ from deepshrink._cli_common import data_options
 from deepshrink._cli_common import load_data as _load_data
 from deepshrink.cli_auto import auto_command
 from deepshrink.cli_files import eval_command, export_command, inspect_command
+from deepshrink.cli_sweep import backend_options, run_sweep
 from deepshrink.errors import ConfigError, DeepshrinkError, one_line
 
 #: A recipe that names code (model.factory) runs only with this flag.
@@ -214,22 +215,16 @@ def _print_recipe_plan(recipe: Path, allow_code: bool) -> None:
     help="KEY.PATH=V1,V2,... e.g. stages[1].prune.sparsity=0.5,0.9 (repeat for a grid).",
 )
 @click.option("--out", type=_PATH, help="Sweep folder (default: runs/<recipe name>-sweep).")
+@backend_options
 @_ALLOW_CODE
 def sweep_command(
-    recipe: Path, settings: tuple[str, ...], out: Path | None, allow_code: bool
-) -> None:
-    """Run RECIPE over a grid of settings; a table and a size-accuracy Pareto plot."""
-    from deepshrink._io import safe_name
-    from deepshrink.recipe import load_recipe
-    from deepshrink.recipe.sweep import sweep_recipe
+    recipe: Path, settings: tuple[str, ...], out: Path | None, allow_code: bool, **backend: Any
+) -> int:
+    """Run RECIPE over a grid of settings; a table and a size-accuracy Pareto plot.
 
-    if out is not None:
-        _writable(out)
-    name = safe_name(load_recipe(recipe)[0].name, "recipe")
-    folder = out if out is not None else Path("runs") / f"{name}-sweep"
-    _writable(folder)
-    sweep_recipe(recipe, list(settings), folder, allow_code=allow_code)
-    _console().print((folder / "sweep.md").read_text(encoding="utf-8"))
+    A variant that fails is a row of the table with its error; the others run (exit code 1).
+    """
+    return run_sweep(recipe, settings, out, allow_code, **backend)
 
 
 @app.command("sensitivity")

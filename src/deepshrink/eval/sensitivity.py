@@ -66,29 +66,44 @@ def sensitivity(
     criterion: str = "magnitude",
     include: Any = None,
     exclude: Any = None,
+    backend: str = "serial",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> Sensitivity:
     """Prune each weight layer of ``model`` alone at each sparsity and measure the accuracy.
 
     ``model`` is not changed. ``include``/``exclude`` are globs over layer names.
+    ``backend="ray"`` runs each (layer, sparsity) trial as a Ray task, the model and dataset
+    sent once (see :func:`deepshrink._trials.map_trials` for ``address`` and ``workers``).
     """
-    from deepshrink.prune import MagnitudePruning, prune_
+    from deepshrink._trials import check_backend, map_trials
     from deepshrink.prune.targets import select, weight_layers
     from deepshrink.train import evaluate
 
     for value in sparsities:
         if not 0 <= value < 1:
             raise ConfigError(f"sparsities must be in [0, 1), got {value}")
+    check_backend(backend, address, workers)
     dense = evaluate(model, dataset).top1
     layers = list(select(weight_layers(model), include, exclude, method="sensitivity"))
-    curves: dict[str, list[tuple[float, float]]] = {}
-    for layer in layers:
-        curve = [(0.0, dense)]
-        for value in sorted(sparsities):
-            if value == 0:
-                continue
-            trial = copy.deepcopy(model)
-            config = MagnitudePruning(sparsity=value, criterion=criterion)
-            prune_(trial, config, include=[layer])
-            curve.append((value, evaluate(trial, dataset).top1))
-        curves[layer] = curve
+    items = [(layer, value) for layer in layers for value in sorted(sparsities) if value != 0]
+    trials = map_trials(_prune_one, items, shared=(model, dataset, criterion), backend=backend,
+                        address=address, workers=workers)  # fmt: skip
+    curves: dict[str, list[tuple[float, float]]] = {layer: [(0.0, dense)] for layer in layers}
+    for trial in trials:
+        layer, value = trial.item
+        if not trial.ok:
+            raise ConfigError(f"sensitivity of layer {layer} at sparsity {value}: {trial.error}")
+        curves[layer].append((value, trial.value))
     return Sensitivity(dense, curves, criterion)
+
+
+def _prune_one(shared: tuple[nn.Module, Any, str], item: tuple[str, float]) -> float:
+    """Top-1 of a copy of the model with one layer pruned to one sparsity."""
+    from deepshrink.prune import MagnitudePruning, prune_
+    from deepshrink.train import evaluate
+
+    model, dataset, criterion = shared
+    (layer, value), trial = item, copy.deepcopy(model)
+    prune_(trial, MagnitudePruning(sparsity=value, criterion=criterion), include=[layer])
+    return evaluate(trial, dataset).top1

@@ -14,12 +14,14 @@ import copy
 import itertools
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepshrink import _io
+from deepshrink._trials import check_backend, map_trials
 from deepshrink.errors import ConfigError, quoted
-from deepshrink.recipe.run import Prepared, RunResult, execute, prepare
+from deepshrink.recipe.run import Prepared, RunResult, _resolve_paths, execute, prepare
 from deepshrink.recipe.schema import parse_recipe
 
 __all__ = ["MAX_VARIANTS", "parse_setting", "sweep_recipe"]
@@ -92,6 +94,35 @@ def variants(document: dict[str, Any], settings: list[str]) -> list[tuple[str, d
     return result
 
 
+@dataclass(frozen=True)
+class _Variant:
+    """One trial of a sweep: the variant's recipe text and where it runs. ``prepared`` (its
+    model and data, built while checking) is reused by the serial backend only: a Ray worker
+    builds them again from the text, the same way, rather than receive them."""
+
+    label: str
+    text: str
+    base: str
+    folder: str
+    allow_code: bool
+    progress: bool = False
+    prepared: Prepared | None = None
+
+
+def _prepare(text: str, base: str, allow_code: bool) -> Prepared:
+    from deepshrink.recipe._yaml import load_yaml
+
+    recipe = _resolve_paths(parse_recipe(load_yaml(text, "variant")), Path(base))
+    return prepare(recipe, text, allow_code=allow_code)
+
+
+def _run_variant(variant: _Variant) -> dict[str, Any]:
+    """Run one variant into its folder (in this process or a Ray worker); its table row."""
+    prepared = variant.prepared or _prepare(variant.text, variant.base, variant.allow_code)
+    result = execute(prepared, Path(variant.folder), None, progress=variant.progress)
+    return _row(variant.label, result)
+
+
 def sweep_recipe(
     path: str | Path,
     settings: list[str],
@@ -99,37 +130,45 @@ def sweep_recipe(
     *,
     progress: bool = True,
     allow_code: bool = False,
+    backend: str = "serial",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus: float = 0,
 ) -> list[dict[str, Any]]:
     """Run every variant into ``out/<label>/``; write ``sweep.json``, ``sweep.md``, a plot.
 
     Every variant is validated and ``out`` checked before anything is written; ``allow_code``
-    as in :func:`~deepshrink.recipe.run.run_recipe`.
+    as in :func:`~deepshrink.recipe.run.run_recipe`. A variant that fails while it runs is a
+    row with ``status: failed`` and its error; the others still run. ``backend="ray"`` runs
+    each variant as a Ray task (``address``, ``workers``, ``gpus`` per variant: see
+    :func:`deepshrink._trials.map_trials`).
     """
     import yaml
 
     from deepshrink.recipe._yaml import load_yaml
     from deepshrink.recipe.run import load_recipe
 
+    check_backend(backend, address, workers, gpus)
     _, text = load_recipe(path)
-    document = load_yaml(text, str(path))
-    prepared: list[tuple[str, Prepared]] = []
+    document, base, out = load_yaml(text, str(path)), str(Path(path).parent), Path(out)
+    trials = []
     for label, variant in variants(document, settings):
+        variant_text = yaml.safe_dump(variant, sort_keys=False)
         try:
-            recipe = parse_recipe(variant)
-            item = prepare(recipe, yaml.safe_dump(variant, sort_keys=False), allow_code=allow_code)
+            prepared = _prepare(variant_text, base, allow_code)
         except ConfigError as error:
             raise ConfigError(f"variant {label}: {error}") from None
-        prepared.append((label, item))
-    out = Path(out)
+        serial = backend == "serial"
+        trials.append(_Variant(label, variant_text, base, str(out / label), allow_code,
+                               progress and serial, prepared if serial else None))  # fmt: skip
     _io.check_writable_folder(out)
     _io.check_unlocked(out)
     _check_empty(out)
     with _io.folder_lock(out):
         _check_empty(out)
-        rows = []
-        for label, item in prepared:
-            result: RunResult = execute(item, out / label, None, progress=progress)
-            rows.append(_row(label, result))
+        done = map_trials(_run_variant, trials, backend=backend, address=address,
+                          workers=workers, gpus=gpus)  # fmt: skip
+        rows = [t.value if t.ok else _failed_row(t.item.label, str(t.error)) for t in done]
         _write_summary(out, rows)
     return rows
 
@@ -143,6 +182,8 @@ def _row(label: str, result: RunResult) -> dict[str, Any]:
     final = result.final
     return {
         "label": label,
+        "status": "ok",
+        "error": None,
         "accuracy": final.accuracy,
         "bytes": final.file_bytes,
         "gzip_bytes": final.gzip_bytes,
@@ -153,19 +194,36 @@ def _row(label: str, result: RunResult) -> dict[str, Any]:
     }
 
 
+def _failed_row(label: str, error: str) -> dict[str, Any]:
+    metrics = ("accuracy", "bytes", "gzip_bytes", "parameters", "nonzero_parameters", "macs")
+    return {"label": label, "status": "failed", "error": error,
+            **dict.fromkeys(metrics), "baseline_accuracy": None}  # fmt: skip
+
+
 def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
     from deepshrink.eval import _units
     from deepshrink.report.plots import plot_pareto
 
     _io.atomic_write_json(out / "sweep.json", rows)
-    header = ("variant", "top-1", "baseline top-1", "file", "gzip", "non-zero", "MACs")
+    header = ("variant", "top-1", "baseline top-1", "file", "gzip", "non-zero", "MACs", "status")
+    shown = lambda value, unit: "—" if value is None else unit(value)  # noqa: E731
     table = [
-        (r["label"], _units.percent(r["accuracy"]), _units.percent(r["baseline_accuracy"]),
-         _units.size(r["bytes"]), _units.size(r["gzip_bytes"]),
-         _units.count(r["nonzero_parameters"]), _units.macs(r["macs"]))
+        (r["label"], shown(r["accuracy"], _units.percent),
+         shown(r["baseline_accuracy"], _units.percent), shown(r["bytes"], _units.size),
+         shown(r["gzip_bytes"], _units.size), shown(r["nonzero_parameters"], _units.count),
+         shown(r["macs"], _units.macs), _status(r))
         for r in rows
     ]  # fmt: skip
-    points = [{**r, "bytes": r["gzip_bytes"]} for r in rows]
-    plot_pareto(points, out / "pareto.png", xlabel="final model, gzip -9 bytes (kB, log)")
-    text = f"# Sweep\n\n{_units.table(header, table)}\n\n![Pareto](pareto.png)\n"
+    points = [{**r, "bytes": r["gzip_bytes"]} for r in rows if r["status"] == "ok"]
+    plot = plot_pareto(points, out / "pareto.png", xlabel="final model, gzip -9 bytes (kB, log)")
+    text = f"# Sweep\n\n{_units.table(header, table)}\n"
+    if plot is not None:
+        text += "\n![Pareto](pareto.png)\n"
     _io.atomic_write_bytes(out / "sweep.md", text.encode("utf-8"))
+
+
+def _status(row: dict[str, Any]) -> str:
+    """``ok``, or ``failed: <error>`` made safe for one Markdown table cell."""
+    if row["status"] == "ok":
+        return "ok"
+    return "failed: " + str(row["error"]).replace("|", "/").replace("`", "'")

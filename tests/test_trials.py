@@ -1,0 +1,183 @@
+"""Independent trials: one after another, or as Ray tasks with the same results.
+
+Each Ray test needs the optional extra (``deepshrink[ray]``, in ``dev``): without it they are
+skipped, except under CI where that is an error. One local Ray (2 CPUs) serves the module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import operator
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from deepshrink._trials import map_trials, ray_session
+from deepshrink.cli import main
+from deepshrink.data.dataset import ArrayDataset
+from deepshrink.errors import ConfigError
+from deepshrink.eval.sensitivity import sensitivity
+from deepshrink.recipe.sweep import sweep_recipe
+
+DIGITS = """\
+version: 1
+name: tiny
+latency: false
+model: {zoo: digits_mlp, args: {hidden_sizes: [32]}}
+data: {name: digits, train_limit: 128, test_limit: 64}
+stages:
+  - train: {epochs: 1, batch_size: 32}
+  - prune: {method: magnitude, sparsity: 0.5}
+"""
+
+# ``hidden`` other than 32 builds a model whose second layer does not fit the first: it is
+# built and checked fine, then fails in its first forward pass, inside the trial.
+FACTORY = """\
+from torch import nn
+
+
+def build(hidden=32):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(32, 10))
+"""
+
+FACTORY_RECIPE = DIGITS.replace(
+    "{zoo: digits_mlp, args: {hidden_sizes: [32]}}", "{factory: 'tinynet:build', args: {}}"
+)
+SHAPES = "model.args.hidden=32,12"
+
+
+def _recipe(folder: Path, text: str = DIGITS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tinynet.py").write_text(FACTORY)
+    (folder / "tiny.yaml").write_text(
+        text.replace(
+            "model: {factory: 'tinynet:build'}", "model: {factory: 'tinynet:build', args: {}}"
+        )
+    )
+    return folder / "tiny.yaml"
+
+
+def _outputs(out: Path) -> dict[str, Any]:
+    """What a sweep leaves that must not depend on where its trials ran."""
+    return {
+        "rows": json.loads((out / "sweep.json").read_text()),
+        "table": (out / "sweep.md").read_text(),
+        "models": {p.parent.name: p.read_bytes() for p in out.glob("*/model.safetensors")},
+    }
+
+
+# --- one after another ---------------------------------------------------------------------
+
+
+def test_trials_keep_their_order_and_each_failure_stays_with_its_trial() -> None:
+    trials = map_trials(operator.truediv, [2, 0, 4], shared=8)
+    assert [(t.item, t.value, t.ok) for t in trials] == [(2, 4.0, True), (0, None, False),
+                                                        (4, 2.0, True)]  # fmt: skip
+    assert trials[1].error == "ZeroDivisionError: division by zero"
+
+
+def test_backend_settings_are_checked_before_any_trial() -> None:
+    calls: list[int] = []
+    for kwargs, message in [({"backend": "dask"}, "expected one of serial, ray"),
+                            ({"address": "auto"}, "for the ray backend"),
+                            ({"backend": "ray", "workers": 0}, "workers must be in")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            map_trials(calls.append, [1], **kwargs)
+    assert calls == []
+
+
+def test_a_variant_that_fails_is_a_row_with_its_error_and_the_others_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = _recipe(tmp_path / "recipe", FACTORY_RECIPE)
+    out = tmp_path / "sweep"
+    code = main(["-q", "sweep", str(recipe), "--set", SHAPES, "--out", str(out), "--allow-code"])
+    rows = json.loads((out / "sweep.json").read_text())
+    assert code == 1 and [r["status"] for r in rows] == ["ok", "failed"]
+    assert rows[0]["accuracy"] is not None and rows[0]["error"] is None
+    assert rows[1]["accuracy"] is None
+    assert rows[1]["error"].startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    table = (out / "sweep.md").read_text()
+    assert "| hidden=12 | — |" in table and "failed: RuntimeError: mat1" in table
+    assert "1 of 2 variants failed: hidden=12" in capsys.readouterr().out
+
+
+def test_the_ray_backend_without_ray_names_the_install_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    recipe = _recipe(tmp_path / "recipe")
+    with pytest.raises(ConfigError, match=r"pip install 'deepshrink\[ray\]'"):
+        map_trials(abs, [1], backend="ray")
+    out = tmp_path / "sweep"
+    code = main(["sweep", str(recipe), "--set", "seed=1,2", "--out", str(out), "--backend", "ray"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "error: the ray backend needs Ray: pip install 'deepshrink[ray]'\n"
+    assert not out.exists()
+    code = main(["sweep", str(recipe), "--set", "seed=1", "--out", str(out), "--workers", "2"])
+    assert (
+        code == 2 and "--workers and --gpus-per-trial need --backend ray" in capsys.readouterr().err
+    )
+
+
+# --- on Ray --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A local Ray with 2 CPUs, started as the sweep starts one, for the whole module."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI"):
+            pytest.fail("ray is not installed; CI installs it with the dev extra")
+        pytest.skip('ray is not installed: pip install "deepshrink[ray]"')
+    with ray_session(workers=2) as ray:
+        yield ray
+    assert not ray.is_initialized()  # the session started here is shut down
+
+
+def test_a_ray_sweep_gives_the_serial_table_models_and_failures(
+    local_ray: Any, tmp_path: Path
+) -> None:
+    recipe = _recipe(tmp_path / "recipe", FACTORY_RECIPE)
+    grid = [SHAPES, "stages[1].prune.sparsity=0.3,0.9"]
+    sweep_recipe(recipe, grid, tmp_path / "serial", progress=False, allow_code=True)
+    options = ["--backend", "ray", "--workers", "2", "--allow-code", "--out", str(tmp_path / "ray")]
+    code = main(["-q", "sweep", str(recipe), "--set", grid[0], "--set", grid[1], *options])
+    serial, ray = _outputs(tmp_path / "serial"), _outputs(tmp_path / "ray")
+    assert code == 1 and ray == serial
+    assert [r["status"] for r in serial["rows"]] == ["ok", "ok", "failed", "failed"]
+    assert sorted(serial["models"]) == ["hidden=32_sparsity=0.3", "hidden=32_sparsity=0.9"]
+    assert serial["rows"][0]["nonzero_parameters"] > serial["rows"][1]["nonzero_parameters"]
+
+
+def test_a_sensitivity_scan_on_ray_equals_the_serial_scan(local_ray: Any) -> None:
+    torch.manual_seed(0)
+    data = ArrayDataset(torch.rand(256, 1, 4, 4), torch.randint(0, 4, (256,)))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    serial = sensitivity(model, data, sparsities=(0.5, 0.9, 0.99))
+    ray = sensitivity(model, data, sparsities=(0.5, 0.9, 0.99), backend="ray", workers=2)
+    assert ray == serial and list(ray.curves) == ["1", "3"]
+    assert len({a for curve in ray.curves.values() for _, a in curve}) > 1  # the trials differ
+
+
+def test_ray_trials_keep_order_and_errors_and_a_dead_worker_fails_its_trial_only(
+    local_ray: Any,
+) -> None:
+    trials = map_trials(math.sqrt, [4.0, -1.0, 9.0], backend="ray")
+    assert [(t.value, t.error) for t in trials] == [(2.0, None),
+                                                    (None, "ValueError: math domain error"),
+                                                    (3.0, None)]  # fmt: skip
+    assert [t.value for t in map_trials(operator.truediv, [2, 4], shared=8, backend="ray")] == [
+        4.0, 2.0
+    ]  # fmt: skip
+    died = map_trials(os._exit, [3], backend="ray")[0]  # the worker process exits mid-task
+    assert not died.ok and died.error.startswith("WorkerCrashedError")
