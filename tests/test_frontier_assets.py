@@ -1,0 +1,39 @@
+"""The committed ``.dsz`` files reach their compression and error on the full MNIST test set.
+
+The ratio is the fp32 bytes of every parameter of a fresh zoo model (biases included) over the
+file's size on disk; the error is the model decoded from the file, on all 10,000 test images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import deepshrink as ds
+from deepshrink.train import evaluate
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+#: file → (least compression, largest test error): soft weight-sharing's ratios (Ullrich et al.
+#: 2017) at Deep Compression's error levels (Han et al. 2016)
+TARGETS = {
+    "lenet300": (64.0, 0.0164),
+    "lenet5": (162.0, 0.0080),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_delivered_file_reaches_its_ratio_and_error(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    least_ratio, max_error = TARGETS[name]
+    data = request.getfixturevalue("mnist")
+    path = ASSETS / f"{name}.dsz"
+    dense = 4 * sum(p.numel() for p in ds.zoo.create(name).parameters())
+    assert path.stat().st_size * least_ratio <= dense
+    model = ds.load(path).eval()
+    assert type(model) is type(ds.zoo.create(name))
+    result = evaluate(model, data.test)
+    assert result.count == len(data.test) == 10_000
+    assert 1 - result.top1 <= max_error
