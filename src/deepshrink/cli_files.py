@@ -159,7 +159,11 @@ def eval_command(file: Path, data_name: str, data_root: Path | None, latency: bo
         _check_fits(net, name, bundle)
         result = ds_eval.report(net, bundle.test, name=name, file=file, latency=latency,
                                 threads=threads)  # fmt: skip
-        markdown = result.to_markdown()
+        markdown = result.to_markdown() + (
+            f"\n\ntop-1 error {1 - result.accuracy:.2%} on {result.samples:,} test images; the "
+            f"file is {result.dense_bytes / file.stat().st_size:.1f}x smaller than the dense fp32 "
+            f"parameters ({result.dense_bytes:,} B)"
+        )
     click.echo(markdown)
     click.echo(f"file: {file} ({file.stat().st_size:,} B on disk)")
 
