@@ -1,6 +1,8 @@
 # deepshrink: `make demo` and `make test` set up .venv on first use and reuse it after.
 PYTHON ?= python3
 PYTEST_ARGS ?=
+# The suite runs on this many processes (pytest-xdist); each test uses one torch thread.
+TEST_WORKERS ?= 2
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
@@ -25,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/deepshrink run recipes/demo_digits.yaml --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
