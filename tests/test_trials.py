@@ -11,6 +11,7 @@ import json
 import math
 import operator
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,13 +133,28 @@ def test_the_ray_backend_without_ray_names_the_install_line(
 # --- on Ray --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[Any]:
-    """A local Ray with 2 CPUs, started as the sweep starts one, for the whole module."""
+def _need_ray() -> None:
     if importlib.util.find_spec("ray") is None:
         if os.environ.get("CI"):
             pytest.fail("ray is not installed; CI installs it with the dev extra")
-        pytest.skip('ray is not installed: pip install "deepshrink[ray]"')
+        pytest.skip("ray is not installed: pip install 'deepshrink[ray]'")
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once() -> None:
+    _need_ray()
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=f"--address '127.0.0.1:{port}': no Ray cluster answers"):
+        map_trials(abs, [1], backend="ray", address=f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        map_trials(abs, [1], backend="ray", address="head-node")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A local Ray with 2 CPUs, started as the sweep starts one, for the whole module."""
+    _need_ray()
     with ray_session(workers=2) as ray:
         yield ray
     assert not ray.is_initialized()  # the session started here is shut down

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ INSTALL_HINT = "the ray backend needs Ray: pip install 'deepshrink[ray]'"
 
 #: Object store of a Ray started on demand: trials send back small results, ``shared`` once.
 OBJECT_STORE_BYTES = 256 * 1024**2
+
+#: Seconds to wait for a cluster's address to accept a connection.
+CONNECT_SECONDS = 5
 
 #: Characters of a trial's error kept in its result.
 ERROR_CHARS = 200
@@ -57,7 +61,8 @@ class Trial:
 def check_backend(
     backend: str, address: str | None = None, workers: int | None = None, gpus: float = 0
 ) -> None:
-    """Refuse a backend or option that cannot run, before any trial (Ray installed, too)."""
+    """Refuse a backend or option that cannot run, before any trial: Ray installed, and a
+    cluster's address answering."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend {quoted(backend, 60)}: expected one of {', '.join(BACKENDS)}")
     if workers is not None and not 1 <= workers <= 4096:
@@ -68,6 +73,9 @@ def check_backend(
         raise ConfigError("address, workers and gpus are for the ray backend; add backend ray")
     if backend == "ray":
         _import_ray()
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address is not None:
+            _check_reachable(address)
 
 
 def map_trials(
@@ -174,3 +182,22 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse at once an address where nothing listens (Ray itself retries for minutes)."""
+    if address == "auto":  # the cluster ``ray start`` left on this machine; Ray says if none
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {quoted(address, 100)}: expected HOST:PORT as `ray start "
+                          "--head` prints it, ray://HOST:PORT or auto")  # fmt: skip
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"--address {quoted(address, 100)}: no Ray cluster answers there "
+            f"({error.strerror or type(error).__name__}); start one with `ray start --head` "
+            "or leave --address out for a local Ray"
+        ) from None
