@@ -147,10 +147,19 @@ def _busy(folder: Path, pid: str) -> str:
     )
 
 
+def follower() -> bool:
+    """Whether this is a torchrun process other than rank 0: it never writes a run folder, so it
+    neither checks nor locks one (rank 0 does, and tells it the outcome)."""
+    launched = all(os.environ.get(name) for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+    return launched and os.environ["RANK"].strip() != "0"
+
+
 def check_unlocked(folder: str | os.PathLike[str]) -> None:
-    """Refuse a ``folder`` a live run holds (nothing is created)."""
+    """Refuse a ``folder`` a live run holds (nothing is created; torchrun's rank 0 alone checks)."""
     from deepshrink.errors import ConfigError
 
+    if follower():
+        return
     pid = lock_holder(folder)
     if pid is not None:
         raise ConfigError(_busy(Path(folder), pid))

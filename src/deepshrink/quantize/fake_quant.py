@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from deepshrink.functional import quant as Q
 from deepshrink.quantize.observers import Observer, QuantScheme
+from deepshrink.train.distributed import synced_range
 
 __all__ = ["FakeQuantize"]
 
@@ -79,7 +80,10 @@ class FakeQuantize(nn.Module):
         """Set the grid from the range of ``x`` (blended with the current one by ``momentum``)."""
         observer = Observer(self.scheme)
         observer.update(x.detach())
-        self.set_range(*observer.range(), momentum=momentum)
+        low, high = observer.range()
+        if self.mode == "activation":  # data-parallel training: the range of the global batch
+            low, high = synced_range(low, high)
+        self.set_range(low, high, momentum=momentum)
 
     @torch.no_grad()
     def set_range(self, low: Tensor, high: Tensor, *, momentum: float | None = None) -> None:

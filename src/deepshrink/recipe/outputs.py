@@ -8,7 +8,10 @@ of the delivered file — the ``.dsz`` container or ONNX file written by the las
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,10 @@ from deepshrink.eval import Report, compare, report
 from deepshrink.recipe.stages import Context
 from deepshrink.train import load_checkpoint, save_checkpoint
 
-__all__ = ["INITIAL", "layer_rows", "measure", "restore", "save_stage", "finish", "load_stage"]
+__all__ = [
+    "INITIAL", "finish", "layer_rows", "load_stage", "measure", "restore", "save_stage", "start",
+    "finish_ranks", "workspace",
+]  # fmt: skip
 
 INITIAL = "00-initial"
 
@@ -56,19 +62,39 @@ def save_stage(context: Context, label: str, summary: dict[str, Any], kind: str)
     }
 
 
-def restore(context: Context, state: dict[str, Any]) -> None:
-    """Continue after the last finished stage: reload its model, the teacher and artifacts."""
+def start(context: Context, text: str, digest: str) -> dict[str, Any]:
+    """A new run's state; rank 0 (or the only process) writes ``recipe.yaml``, the initial
+    checkpoint and Report, and ``state.json``."""
+    from deepshrink.recipe.run import STATE
+    from deepshrink.train.distributed import barrier, is_main
+
+    if not is_main():
+        barrier()  # rank 0 writes the initial stage meanwhile
+        return {"recipe_sha256": digest, "done": []}
+    _io.atomic_write_bytes(context.out / "recipe.yaml", text.encode("utf-8"))
+    initial = save_stage(context, INITIAL, {}, "initial")
+    state = {"recipe_sha256": digest, "initial": initial["report"], "done": []}
+    _io.atomic_write_json(context.out / STATE, state)
+    barrier()
+    return state
+
+
+def restore(context: Context, state: dict[str, Any], folder: Path | None = None) -> None:
+    """Continue after the last finished stage: reload its model, the teacher and artifacts
+    from the run folder (``folder``, default ``context.out``)."""
     done = state["done"]
-    context.model = load_stage(context, done[-1]["label"] if done else INITIAL)
+    context.model = load_stage(context, done[-1]["label"] if done else INITIAL, folder)
     if "baseline" in state:
-        context.reference = load_stage(context, state["baseline"]).eval()
+        context.reference = load_stage(context, state["baseline"], folder).eval()
     if done:
         context.artifacts.update(done[-1].get("artifacts", {}))
 
 
-def load_stage(context: Context, label: str) -> nn.Module:
-    """The model saved after stage ``label`` (or the initial model)."""
-    return load_checkpoint(checkpoint_path(context.out, label), context.blank())[0]
+def load_stage(context: Context, label: str, folder: Path | None = None) -> nn.Module:
+    """The model saved after stage ``label`` (or the initial model) in the run folder
+    (``folder``, default ``context.out``)."""
+    path = checkpoint_path(folder or context.out, label)
+    return load_checkpoint(path, context.blank())[0]
 
 
 def layer_rows(before: nn.Module, after: nn.Module) -> list[dict[str, Any]]:
@@ -124,3 +150,33 @@ def finish(context: Context, state: dict[str, Any]) -> tuple[Report, Report, Any
     _io.atomic_write_json(context.out / "metrics.json", metrics)
     render_run(context.out, context.recipe.name, context.recipe.description, metrics, comparison)
     return baseline, final, comparison
+
+
+@contextlib.contextmanager
+def workspace(out: Path) -> Iterator[Path]:
+    """The folder stages write into: ``out`` on rank 0 (or the only process); a private
+    temporary folder on the other torchrun ranks, which run the same stages (an ``encode`` stage
+    continues from the decoded model everywhere) but whose files are discarded."""
+    from deepshrink.train.distributed import is_main
+
+    if is_main():
+        yield out
+        return
+    with tempfile.TemporaryDirectory(prefix="deepshrink-rank") as scratch:
+        yield Path(scratch)
+
+
+def finish_ranks(context: Context, state: dict[str, Any]) -> tuple[Report, Report, Any, list]:
+    """:func:`finish` on rank 0, whose reports every rank returns: (baseline, final, comparison,
+    finished stages). The other ranks make their masks and sharing permanent, and wait."""
+    from deepshrink.recipe.stages import finalized
+    from deepshrink.train.distributed import is_main, share
+
+    if is_main():
+        baseline, final, comparison = finish(context, state)
+        share({"baseline": baseline.to_dict(), "final": final.to_dict(), "done": state["done"]})
+        return baseline, final, comparison, state["done"]
+    context.model = finalized(context.model)
+    shared = share(None)  # waits for rank 0 to write the report
+    baseline, final = Report.from_dict(shared["baseline"]), Report.from_dict(shared["final"])
+    return baseline, final, compare(baseline, final), shared["done"]

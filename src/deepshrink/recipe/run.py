@@ -26,6 +26,7 @@ A run folder then holds ``recipe.yaml`` (the exact text run), ``state.json`` (fi
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -44,6 +45,7 @@ from deepshrink.eval import Report
 from deepshrink.graph.coverage import coverage_of
 from deepshrink.recipe.schema import Recipe, Stage, parse_recipe
 from deepshrink.recipe.stages import Context, run_stage
+from deepshrink.train import distributed
 
 __all__ = [
     "Prepared",
@@ -250,7 +252,12 @@ def recipe_digest(text: str) -> str:
 
 
 def check_out(out: Path, digest: str, resume: bool) -> dict[str, Any] | None:
-    """The saved state to resume from, or None for a new run; refuse to overwrite a run."""
+    """The saved state to resume from, or None for a new run; refuse to overwrite a run.
+
+    Under torchrun only rank 0 checks (and then tells the others: :func:`run_prepared`).
+    """
+    if _io.follower():
+        return None
     state_file = out / STATE
     if resume:
         if not state_file.is_file():
@@ -303,54 +310,96 @@ def run_prepared(
     """
     out = Path(out)
     digest = recipe_digest(prepared.text)
+    if distributed.join() is not None:
+        return _run_ranks(prepared, out, digest, resume, progress)
+    with contextlib.ExitStack() as stack:
+        state = _claim(stack, out, digest, resume)
+        return execute(prepared, out, state, progress=progress)
+
+
+def _claim(stack: contextlib.ExitStack, out: Path, digest: str, resume: bool) -> Any:
+    """Rank 0's part of :func:`run_prepared`: the checks, the lock (held by ``stack``), the
+    saved state."""
     _io.check_writable_folder(out)
     _io.check_unlocked(out)
     check_out(out, digest, resume)
-    with _io.folder_lock(out):
-        state = check_out(out, digest, resume)  # again: the folder may have changed meanwhile
-        if resume:
-            for path in _io.remove_stale_tmp(out):
-                logger.info("removed %s, left by an interrupted write", path)
-        return execute(prepared, out, state, progress=progress)
+    stack.enter_context(_io.folder_lock(out))
+    state = check_out(out, digest, resume)
+    if resume:
+        for path in _io.remove_stale_tmp(out):
+            logger.info("removed %s, left by an interrupted write", path)
+    return state
+
+
+def _run_ranks(
+    prepared: Prepared, out: Path, digest: str, resume: bool, progress: bool
+) -> RunResult:
+    """:func:`run_prepared` under torchrun: rank 0 checks, locks and writes ``out``; every
+    rank trains; a lost process fails every rank with one message."""
+    main = distributed.is_main()
+    with contextlib.ExitStack() as stack:
+        claimed, failure = {"error": None, "state": None}, None
+        if main:
+            try:
+                claimed["state"] = _claim(stack, out, digest, resume)
+            except DeepshrinkError as error:
+                claimed, failure = {"error": str(error)}, error
+        claimed = distributed.share(claimed)
+        if failure is not None:
+            raise failure
+        if claimed["error"] is not None:
+            raise ConfigError(f"rank 0 refused the run: {claimed['error']}")
+        with distributed.quiet(), distributed.lost_peers(out):
+            return execute(prepared, out, claimed["state"], progress=progress and main)
 
 
 def execute(
     prepared: Prepared, out: Path, state: dict[str, Any] | None, *, progress: bool = True
 ) -> RunResult:
     """Run (or continue) the stages of a prepared recipe."""
-    from deepshrink.recipe.outputs import INITIAL, finish, restore, save_stage
-    from deepshrink.recipe.stages import compresses
+    from deepshrink.recipe.outputs import finish_ranks, restore, start, workspace
 
     recipe = prepared.recipe
-    context = Context(recipe, prepared.model, prepared.data, out, progress=progress)
-    context.fresh = prepared.fresh_model
-    if state is None:
-        _io.atomic_write_bytes(out / "recipe.yaml", prepared.text.encode("utf-8"))
-        initial = save_stage(context, INITIAL, {}, "initial")
-        state = {
-            "recipe_sha256": recipe_digest(prepared.text),
-            "initial": initial["report"],
-            "done": [],
-        }
-        _io.atomic_write_json(out / STATE, state)
-    else:
-        restore(context, state)
-    for stage in recipe.stages[len(state["done"]) :]:
-        if compresses(stage) and "baseline" not in state:
-            state["baseline"] = state["done"][-1]["label"] if state["done"] else INITIAL
-        logger.info("stage %s: started", stage.label)
-        began, seen = time.perf_counter(), len(coverage_of(context.model))
-        try:
-            summary = run_stage(context, stage)
-        except DeepshrinkError as error:
-            raise ConfigError(f"{stage.where}: {error}") from None
-        summary |= coverage_summary(coverage_of(context.model)[seen:])
-        state["done"].append(save_stage(context, stage.label, summary, stage.kind))
-        logger.info(stage_line(state["done"][-1], time.perf_counter() - began))
-        _io.atomic_write_json(out / STATE, state)
-    logger.info("writing the report, plots and artifacts in %s", out)
-    baseline, final, comparison = finish(context, state)
-    return RunResult(out, baseline, state["done"], final, context.model, comparison)
+    with workspace(out) as folder:
+        context = Context(recipe, prepared.model, prepared.data, folder, progress=progress)
+        context.fresh = prepared.fresh_model
+        if state is None:
+            state = start(context, prepared.text, recipe_digest(prepared.text))
+        else:
+            restore(context, state, out)
+        for stage in recipe.stages[len(state["done"]) :]:
+            _run_stage(context, stage, state)
+        if distributed.is_main():
+            logger.info("writing the report, plots and artifacts in %s", out)
+        baseline, final, comparison, done = finish_ranks(context, state)
+        return RunResult(out, baseline, done, final, context.model, comparison)
+
+
+def _run_stage(context: Context, stage: Stage, state: dict[str, Any]) -> None:
+    """Run one stage; on rank 0 checkpoint and measure it and record it in ``state.json``."""
+    from deepshrink.recipe.outputs import INITIAL, save_stage
+    from deepshrink.recipe.stages import compresses
+
+    if compresses(stage) and "baseline" not in state:
+        state["baseline"] = state["done"][-1]["label"] if state["done"] else INITIAL
+    logger.info("stage %s: started", stage.label)
+    began, seen = time.perf_counter(), len(coverage_of(context.model))
+    try:
+        summary = run_stage(context, stage)
+    except DeepshrinkError as error:
+        raise ConfigError(f"{stage.where}: {error}") from None
+    if stage.kind not in ("train", "fine_tune"):  # compression decided once, on rank 0
+        distributed.adopt_main(context.model, stage.where)
+    distributed.check_agreement(context.model, stage.where)
+    if not distributed.is_main():
+        state["done"].append({"label": stage.label, "kind": stage.kind})
+        distributed.barrier()  # rank 0 saves and measures the stage meanwhile
+        return
+    summary |= coverage_summary(coverage_of(context.model)[seen:])
+    state["done"].append(save_stage(context, stage.label, summary, stage.kind))
+    logger.info(stage_line(state["done"][-1], time.perf_counter() - began))
+    _io.atomic_write_json(context.out / STATE, state)
+    distributed.barrier()
 
 
 def stage_line(entry: dict[str, Any], seconds: float) -> str:

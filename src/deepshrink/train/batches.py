@@ -23,6 +23,7 @@ from deepshrink.data.dataset import ArrayDataset
 from deepshrink.errors import ConfigError
 from deepshrink.graph.io import inputs_and_labels, map_tensors
 from deepshrink.train.config import FitConfig
+from deepshrink.train.distributed import World, rank_batches
 
 __all__ = [
     "batches",
@@ -104,11 +105,18 @@ def training_splits(data: Any, eval_data: Any = None) -> tuple[Any, Any, str]:
     return data.train, getattr(data, "test", None), "test"
 
 
-def train_batches(data: Any, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+def train_batches(
+    data: Any, batch_size: int, generator: torch.Generator, joined: World | None = None
+) -> Iterator[Any]:
+    """One epoch of shuffled training batches; under torchrun (``joined``) this rank's share
+    of each global batch (:func:`deepshrink.train.distributed.rank_batches`)."""
     if not is_map_dataset(data):  # a DataLoader or iterable batches (and shuffles) itself
         yield from batches(data, batch_size)
         return
     dataset = data
+    if joined is not None:
+        yield from _rank_batches(dataset, batch_size, generator, joined)
+        return
     drop_last = len(dataset) > batch_size  # never a 1-sample batch for BatchNorm
     if isinstance(dataset, ArrayDataset):
         yield from dataset.iter_batches(
@@ -121,16 +129,37 @@ def train_batches(data: Any, batch_size: int, generator: torch.Generator) -> Ite
     yield from loader
 
 
+def _rank_batches(
+    dataset: Any, batch_size: int, generator: torch.Generator, joined: World
+) -> Iterator[Any]:
+    """This rank's part of the global batches. An :class:`ArrayDataset` with augmentation
+    augments the whole global batch (the generator draws as one process's would) and keeps the
+    rank's part, so augmented runs match one process too."""
+    drop_last = len(dataset) > batch_size * joined.size
+    parts = rank_batches(len(dataset), batch_size, joined, generator, drop_last)
+    if isinstance(dataset, ArrayDataset):
+        for chunk, positions in parts:
+            if dataset.transform is None:
+                yield dataset.batch(chunk[positions])
+            else:
+                x, y = dataset.batch(chunk, generator)
+                yield x[positions], y[positions]
+        return
+    indices = (chunk[positions].tolist() for chunk, positions in parts)  # drawn as one process
+    yield from torch.utils.data.DataLoader(dataset, batch_sampler=indices, generator=generator)
+
+
 def steps_per_epoch(dataset_size: int, batch_size: int) -> int:
     if dataset_size > batch_size:
         return dataset_size // batch_size
     return 1 if dataset_size else 0
 
 
-def batches_per_epoch(data: Any, config: FitConfig) -> int | None:
-    """Optimizer steps per epoch; ``None`` for an iterable without ``len()`` (a generator)."""
+def batches_per_epoch(data: Any, config: FitConfig, processes: int = 1) -> int | None:
+    """Optimizer steps per epoch (of ``processes`` data-parallel ones); ``None`` for an
+    iterable without ``len()`` (a generator)."""
     if is_map_dataset(data):
-        return steps_per_epoch(len(data), config.batch_size)
+        return steps_per_epoch(len(data), config.batch_size * processes)
     try:
         return len(data)
     except TypeError:

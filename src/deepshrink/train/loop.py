@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from deepshrink import _progress as _progress_lines
 from deepshrink.errors import ConfigError, FormatError
 from deepshrink.graph.io import Select, call, logits_of
+from deepshrink.train import distributed as parallel
 from deepshrink.train.batches import (
     batches_per_epoch,
     is_map_dataset,
@@ -142,8 +143,13 @@ def make_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimizer
 class _Trainer:
     """State of one :func:`fit` run: model, optimizer, RNG and step counter."""
 
-    def __init__(self, model: nn.Module, config: FitConfig, data: Any, device: torch.device):
-        self.model, self.config, self.device = model, config, device
+    def __init__(
+        self, model: nn.Module, config: FitConfig, data: Any, device: torch.device,
+        joined: parallel.World | None = None,
+    ):  # fmt: skip
+        self.model, self.config, self.device, self.joined = model, config, device, joined
+        #: what the forward pass calls: the model, or its DistributedDataParallel wrapper
+        self.forward = model if joined is None else parallel.wrap(model, device)
         self.train_set, self.eval_set, self.eval_split = data
         self.hooks: Sequence[LossHook] = ()
         self.callbacks: Sequence[Callback] = ()
@@ -152,7 +158,7 @@ class _Trainer:
         self.loss: LossFn | None = None
         self.optimizer = make_optimizer(model, config)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.steps = batches_per_epoch(self.train_set, config)
+        self.steps = batches_per_epoch(self.train_set, config, joined.size if joined else 1)
         self.total_steps = (self.steps or 0) * config.epochs
         self.step = 0
         self.heartbeat: _progress_lines.Heartbeat | None = None
@@ -169,7 +175,7 @@ class _Trainer:
         self.set_lr()
         x, y = split_batch(batch)
         x, y = to_device(x, self.device), y.to(self.device, non_blocking=True)
-        logits = logits_of(call(self.model, x), self.output)
+        logits = logits_of(call(self.forward, x), self.output)
         smoothing = self.config.label_smoothing
         loss, weight = model_loss(logits, y, self.loss, smoothing)
         context = StepContext(self.model, x, y, logits, loss, epoch, self.step)
@@ -197,7 +203,8 @@ def _epoch_samples(trainer: _Trainer) -> int | None:
     """Samples one epoch trains on, when known (a map-style dataset drops the last batch)."""
     if not is_map_dataset(trainer.train_set) or not trainer.steps:
         return None
-    return min(len(trainer.train_set), trainer.steps * trainer.config.batch_size)
+    processes = trainer.joined.size if trainer.joined else 1
+    return min(len(trainer.train_set), trainer.steps * trainer.config.batch_size * processes)
 
 
 def _report_step(
@@ -222,7 +229,10 @@ def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float | 
         )
     tally, seen = Tally(), 0
     trainer.model.train()
-    for batch in train_batches(trainer.train_set, trainer.config.batch_size, trainer.generator):
+    batches = train_batches(
+        trainer.train_set, trainer.config.batch_size, trainer.generator, trainer.joined
+    )
+    for batch in batches:
         context, weight = trainer.train_step(batch, epoch)
         for callback in trainer.callbacks:
             callback.on_step_end(context)
@@ -231,6 +241,10 @@ def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float | 
         _report_step(trainer, epoch, tally, seen, bar, task)
     if task is not None:
         bar.remove_task(task)
+    if trainer.joined is not None:  # the epoch's loss and accuracy over every rank's samples
+        sums = [tally.loss_sum, tally.weight, tally.correct1, tally.correct5, tally.scored]
+        tally.loss_sum, *counts = parallel.reduce_sums(sums)
+        tally.weight, tally.correct1, tally.correct5, tally.scored = (int(c) for c in counts)
     if tally.weight == 0:
         raise ConfigError(
             f"the training data gave no batch (or no non-ignored label) in epoch {epoch}; a "
@@ -339,6 +353,7 @@ def fit(
     eval_data: Any = None,
     output: Select = None,
     loss: LossFn | None = None,
+    distributed: bool | None = None,
     **overrides: Any,
 ) -> History:
     """Train ``model`` in place on ``data``: a :class:`deepshrink.data.Data`, a dataset, or a
@@ -351,6 +366,10 @@ def fit(
     handles per-token logits ``(N, T, C)`` with labels ``(N, T)`` and ignores label -100.
     With ``checkpoint_dir`` the full training state is saved every epoch, and ``resume=True``
     continues an interrupted run from there, bit for bit (map-style datasets only).
+    Under ``torchrun`` (or ``distributed=True``) training is data-parallel: the model in
+    ``DistributedDataParallel``, each process on its part of every global batch of
+    ``batch_size × processes`` samples, rank 0 alone logging and saving
+    (:mod:`deepshrink.train.distributed`); ``distributed=False`` trains each process alone.
 
     >>> from deepshrink.data.dataset import ArrayDataset
     >>> data = ArrayDataset(torch.rand(64, 1, 2, 2), torch.randint(0, 2, (64,)))
@@ -361,10 +380,14 @@ def fit(
     config = build_config(config, overrides)
     splits = _checked_splits(config, data, eval_data, loss=loss, resume=resume,
                              checkpoint_dir=checkpoint_dir)  # fmt: skip
+    joined = parallel.join(distributed)
     device = resolve_device(config.device)
+    if joined is not None:
+        device = parallel.local_device(device, config.device, joined)
+        progress = progress and joined.main
     model.to(device)
-    with num_threads(config.threads):
-        trainer = _Trainer(model, config, splits, device)
+    with num_threads(config.threads), parallel.quiet(), parallel.syncing_ranges():
+        trainer = _Trainer(model, config, splits, device, joined)
         trainer.output, trainer.loss = output, loss
         trainer.hooks, trainer.callbacks = tuple(loss_hooks), tuple(callbacks)
         trainer.directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -378,6 +401,7 @@ def fit(
             if progress and bar is None:
                 trainer.heartbeat = _progress_lines.Heartbeat()
             _epochs(trainer, start, history, best, bar)
+        parallel.sync_buffers(model)  # every rank ends with rank 0's BatchNorm statistics
     model.eval()
     return history
 
@@ -391,6 +415,7 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         loss, accuracy = _run_epoch(trainer, epoch, bar)
         result = None
         if trainer.eval_set is not None:
+            parallel.sync_buffers(trainer.model)  # every rank evaluates rank 0's model
             result = evaluate(
                 trainer.model, trainer.eval_set, output=trainer.output, loss=trainer.loss
             )
@@ -407,10 +432,10 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         improved = score is not None and (best is None or score > best)
         best = score if improved else best
         stale = 0 if improved else stale + 1
-        if trainer.directory is not None:
+        if trainer.directory is not None and parallel.is_main():
             _save_state(trainer.directory, trainer, epoch, history, best)
         stop = any(cb.on_epoch_end(record, trainer.model) for cb in trainer.callbacks)
-        if stop or (config.patience is not None and stale >= config.patience):
+        if parallel.decided(stop or (config.patience is not None and stale >= config.patience)):
             history.stopped_early = epoch < config.epochs
             break
 
