@@ -119,11 +119,15 @@ def lock_holder(folder: str | os.PathLike[str]) -> str | None:
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     """Hold ``folder/.lock`` (``flock``, released by the kernel when the process dies) for the
-    block; a second holder is refused with the first one's pid."""
+    block; a second holder is refused with the first one's pid. Under torchrun rank 0 alone
+    holds it (the other ranks never write the folder)."""
     import fcntl
 
     from deepshrink.errors import ConfigError
 
+    if follower():
+        yield
+        return
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     fd = os.open(target / LOCK, os.O_RDWR | os.O_CREAT, 0o666)

@@ -100,16 +100,27 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def log_handler() -> logging.Handler:
     """The CLI's log handler: rich on a terminal; elsewhere one plain, timestamped line per
-    record on stderr (flushed each time, never wrapped), so a redirected run's log reads well."""
+    record on stderr (flushed each time, never wrapped), so a redirected run's log reads well.
+    Under torchrun only rank 0's info lines pass; every rank's warnings and errors do."""
+    handler: logging.Handler
     if on_terminal():
         from rich.logging import RichHandler
 
-        return RichHandler(show_path=False, show_time=False, console=_stderr_console())
-    handler = _StderrHandler()
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    )
+        handler = RichHandler(show_path=False, show_time=False, console=_stderr_console())
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+        )
+    handler.addFilter(_main_rank_only)
     return handler
+
+
+def _main_rank_only(record: logging.LogRecord) -> bool:
+    """Under torchrun, ranks other than 0 show warnings and errors only (rank 0 logs)."""
+    from deepshrink._io import follower
+
+    return record.levelno >= logging.WARNING or not follower()
 
 
 def samples_line(prefix: str, seen: int, total: int | None, loss: float, top1: float | None) -> str:

@@ -161,3 +161,31 @@ def test_a_diverged_rank_is_named(runs: dict[str, Path]) -> None:
     for rank in (0, 1):
         message = (runs["ranks"] / f"diverge-rank{rank}.txt").read_text()
         assert "after the test: rank 1 holds another 1.weight than rank 0" in message
+
+
+KILLED = """\
+  - train: {{epochs: 2, batch_size: {batch}, lr: 0.05}}
+  - prune: {{method: magnitude, sparsity: 0.6}}
+  - fine_tune: {{epochs: 3, batch_size: {batch}, lr: 0.01}}
+"""
+
+
+def _digests(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("model.safetensors")}
+
+
+def test_a_dead_rank_fails_the_job_and_resume_continues(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, "killed", KILLED, 16)
+    env = {"DS_TEST_DIE": "1:03-fine_tune:2", "DEEPSHRINK_DIST_TIMEOUT": "30"}
+    code, output = torchrun([str(tmp_path / "out"), str(recipe)], env)
+    out = tmp_path / "out" / "killed"
+    assert code != 0 and "exitcode  : 1" in output, output[-3000:]
+    state = json.loads((out / "state.json").read_text())
+    assert [entry["label"] for entry in state["done"]] == ["01-train", "02-prune"]
+    assert not (out / "metrics.json").exists()
+    finished = _digests(out / "stages")
+    result = run_prepared(prepare(*load_recipe(recipe)), out, resume=True, progress=False)
+    assert [entry["label"] for entry in result.stages][-1] == "03-fine_tune"
+    after = _digests(out / "stages")
+    assert {k: after[k] for k in finished} == finished  # the finished stages were kept
+    assert (out / "metrics.json").is_file() and not list(out.rglob("*.tmp"))

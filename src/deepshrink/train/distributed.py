@@ -343,7 +343,7 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+    return DistributedDataParallel(model, device_ids=ids)  # buffers: rank 0's, every forward
 
 
 def decided(flag: bool) -> bool:
