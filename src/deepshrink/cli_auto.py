@@ -37,19 +37,23 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-def _settings(epochs: str, threads: int | None, seed: int) -> Any:
+def _settings(epochs: str, threads: int | None, seed: int, train_samples: int | None) -> Any:
     from deepshrink.auto import FineTune
 
     try:
-        prune_epochs, share_epochs = (int(v) for v in epochs.split(","))
+        counts = [int(v) for v in epochs.split(",")]
     except ValueError:
+        counts = []
+    if len(counts) not in (1, 2):
         raise ConfigError(
-            f"--epochs: expected two counts PRUNE,SHARE like 1,1, got {epochs!r}"
-        ) from None
-    if prune_epochs < 0 or share_epochs < 0:
+            f"--epochs: expected PRUNE,SHARE like 1,1 (or one count for both), got {epochs!r}"
+        )
+    if min(counts) < 0:
         raise ConfigError(f"--epochs: counts must be ≥ 0, got {epochs!r}")
-    return FineTune(prune_epochs=prune_epochs, share_epochs=share_epochs, threads=threads,
-                    seed=seed)  # fmt: skip
+    if train_samples is not None and train_samples < 1:
+        raise ConfigError(f"--train-samples must be at least 1, got {train_samples}")
+    return FineTune(prune_epochs=counts[0], share_epochs=counts[-1], threads=threads, seed=seed,
+                    train_samples=train_samples)  # fmt: skip
 
 
 def _numbers(option: str, text: str, kind: type) -> tuple[Any, ...]:
@@ -74,6 +78,23 @@ def _numbers(option: str, text: str, kind: type) -> tuple[Any, ...]:
     help="Budget: percentage points of held-out accuracy the model may lose.",
 )
 @click.option(
+    "--max-latency-ms",
+    type=float,
+    help="Budget: ms per batch-1 call of the delivered ONNX file (one thread, CPU time).",
+)
+@click.option(
+    "--speedup",
+    type=float,
+    help="Budget: times faster than the model's fp32 ONNX export at batch 1 (e.g. 2).",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["onnx"]),
+    default="onnx",
+    show_default=True,
+    help="Where a latency budget is measured: ONNX Runtime.",
+)
+@click.option(
     "--policy",
     type=click.Choice(["auto", "uniform"]),
     default="auto",
@@ -84,8 +105,22 @@ def _numbers(option: str, text: str, kind: type) -> tuple[Any, ...]:
     "--epochs",
     default="1,1",
     show_default=True,
-    help="Fine-tune epochs after pruning and after weight sharing.",
+    help="Fine-tune epochs after pruning and after weight sharing (latency: the first).",
 )
+@click.option(
+    "--steps",
+    default=8,
+    show_default=True,
+    help="Latency: each channel group may keep k/STEPS of its channels.",
+)
+@click.option(
+    "--round-to",
+    default=8,
+    show_default=True,
+    help="Latency: kept channels are a multiple of this (8 suits ONNX Runtime on CPUs).",
+)
+@click.option("--train-samples", type=int, help="Fine-tune on this many training samples only.")
+@click.option("--dry-run", is_flag=True, help="State the expected time and stop.")
 @click.option(
     "--sparsities",
     default="0,0.5,0.7,0.8,0.9,0.95,0.97,0.98,0.99",
@@ -116,33 +151,51 @@ def _numbers(option: str, text: str, kind: type) -> tuple[Any, ...]:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--out", type=_PATH, default=Path("runs/auto"), show_default=True)
 def auto_command(checkpoint: Path, data_name: str, data_root: Path | None,
-                 max_bytes: str | None, max_accuracy_drop: float | None, policy: str,
-                 epochs: str, sparsities: str, widths: str, held_out: int,
+                 max_bytes: str | None, max_accuracy_drop: float | None,
+                 max_latency_ms: float | None, speedup: float | None, runtime: str, policy: str,
+                 epochs: str, steps: int, round_to: int, train_samples: int | None,
+                 dry_run: bool, sparsities: str, widths: str, held_out: int,
                  scan_samples: int, threads: int | None, seed: int, resume: bool,
                  out: Path) -> None:  # fmt: skip
     """Compress CHECKPOINT to the smallest-loss model within a budget, checked on the file.
 
-    Per layer, every sparsity × k-means width is measured (encoded bytes; loss on held-out
-    training samples), one option per layer is chosen jointly under the budget, the model is
-    compressed and fine-tuned with distillation, and the delivered .dsz file is checked.
+    Bytes or accuracy drop: per layer, every sparsity × k-means width is measured (encoded
+    bytes; loss on held-out training samples), one option per layer is chosen jointly under the
+    budget, the model is compressed and fine-tuned with distillation, and the delivered .dsz
+    file is checked. Latency (--max-latency-ms or --speedup): channel widths per group are
+    chosen on latency tables measured in ONNX Runtime, and the delivered .onnx file is timed
+    side by side with the model's fp32 export.
     """
     from deepshrink import train
     from deepshrink.auto import auto_compress
 
-    if (max_bytes is None) == (max_accuracy_drop is None):
-        raise ConfigError("give exactly one budget: --max-bytes 30kB or --max-accuracy-drop 0.5")
+    given = [max_bytes, max_accuracy_drop, max_latency_ms, speedup]
+    if sum(v is not None for v in given) != 1:
+        raise ConfigError("give exactly one budget: --max-bytes 30kB, --max-accuracy-drop 0.5, "
+                          "--max-latency-ms 0.7 or --speedup 2")  # fmt: skip
     size = parse_bytes(max_bytes) if max_bytes is not None else None
-    settings = _settings(epochs, threads, seed)
+    settings = _settings(epochs, threads, seed, train_samples)
     grid = {"sparsities": _numbers("--sparsities", sparsities, float),
             "bits": _numbers("--bits", widths, int)}  # fmt: skip
+    latency = max_latency_ms is not None or speedup is not None
+    if latency and (steps < 1 or round_to < 1):
+        raise ConfigError(f"--steps and --round-to must be at least 1, got {steps}, {round_to}")
     net, _ = train.load_checkpoint(checkpoint)
     bundle = _load_data(data_name, data_root)
     _check_fits(net, checkpoint.name, bundle)
+    if dry_run:
+        _dry_run(net, bundle, latency, settings, scan_samples, held_out, grid, steps, round_to)
+        return
     report = auto_compress(
         net, bundle, max_bytes=size, max_accuracy_drop=max_accuracy_drop, out=out,
         policy=policy, fine_tune=settings, held_out=held_out, scan_samples=scan_samples,  # type: ignore[arg-type]
-        resume=resume, **grid,
+        resume=resume, max_latency_ms=max_latency_ms, speedup=speedup, runtime=runtime,
+        latency={"steps": steps, "round_to": round_to} if latency else None, **grid,
     )  # fmt: skip
+    if latency:
+        _echo_latency(report)
+        click.echo(f"report: {Path(out) / 'auto.json'}")
+        return
     test = "n/a" if report.test_accuracy is None else f"{100 * report.test_accuracy:.2f}%"
     original = report.original_test_accuracy
     click.echo(
@@ -153,3 +206,25 @@ def auto_command(checkpoint: Path, data_name: str, data_root: Path | None,
         click.echo(f"  {name}: sparsity {option['sparsity']:g}, {option['bits']} bits, "
                    f"{option['bytes']:,} B")  # fmt: skip
     click.echo(f"report: {Path(out) / 'auto.json'}")
+
+
+def _dry_run(net: Any, bundle: Any, latency: bool, settings: Any, scan_samples: int,
+             held_out: int, grid: dict[str, Any], steps: int, round_to: int) -> None:  # fmt: skip
+    from deepshrink.auto.estimate import expected_time
+
+    expected = expected_time(net, bundle, latency=latency, settings=settings,
+                             scan_samples=scan_samples, held_out=held_out, steps=steps,
+                             round_to=round_to, **grid)  # fmt: skip
+    click.echo(f"expected time: {expected.text()}")
+
+
+def _echo_latency(report: Any) -> None:
+    test = "n/a" if report.test_accuracy is None else f"{100 * report.test_accuracy:.2f}%"
+    original = report.original_test_accuracy
+    click.echo(
+        f"delivered {report.path}: {report.speed['text']} than the fp32 export "
+        f"({report.speed['baseline_cpu_ms']:.3f} → {report.speed['cpu_ms']:.3f} ms, batch "
+        f"{report.budget['batch']}, ONNX Runtime, one thread); test accuracy {test} (fp32 "
+        f"export {'n/a' if original is None else f'{100 * original:.2f}%'})"
+    )
+    click.echo("  widths: " + ", ".join(f"{g} {w}" for g, w in report.widths.items()))

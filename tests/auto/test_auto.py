@@ -21,14 +21,6 @@ GRID = {"sparsities": (0.0, 0.7, 0.9), "bits": (2, 4), "held_out": 300, "scan_sa
 TUNE = FineTune(prune_epochs=1, share_epochs=1, batch_size=64)
 
 
-@pytest.fixture(scope="module")
-def trained() -> tuple[torch.nn.Module, object]:
-    data = ds.data.load("digits")
-    model = ds.zoo.create("digits_mlp")
-    ds.fit(model, data, epochs=1, batch_size=64, progress=False)
-    return model, data
-
-
 def test_delivered_file_meets_the_byte_budget(trained, tmp_path: Path) -> None:
     model, data = trained
     before = copy.deepcopy(model.state_dict())

@@ -43,6 +43,8 @@ class FineTune:
     #: weight sharing it, so with few centroids SGD steps are large (distilled LeNet-5 at 2 bits
     #: went to NaN at lr 0.001 without it)
     share_clip: float | None = 1.0
+    #: train on the first this many samples of the training part only (None: all of it)
+    train_samples: int | None = None
 
 
 def apply_prune_(model: nn.Module, allocation: Mapping[str, Option]) -> nn.Module:

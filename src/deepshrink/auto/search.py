@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
 
@@ -36,7 +36,11 @@ from deepshrink.auto.compress import (
     delivered_bytes,
     fine_tune_,
 )
+from deepshrink.auto.estimate import estimate
 from deepshrink.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepshrink.auto.latency_search import LatencyResult
 
 __all__ = ["AutoResult", "auto_compress"]
 
@@ -86,12 +90,26 @@ def auto_compress(
     exclude: Any = None,
     resume: bool = False,
     evaluate_test: bool = True,
-) -> AutoResult:
+    max_latency_ms: float | None = None,
+    speedup: float | None = None,
+    runtime: str = "onnx",
+    latency: dict[str, Any] | None = None,
+) -> AutoResult | LatencyResult:
     """Compress ``model`` (not changed) to meet ``max_bytes`` (bytes of the delivered ``.dsz``)
     or ``max_accuracy_drop`` (percentage points on held-out training data); writes
-    ``out/model.dsz`` and ``out/auto.json``. ``data`` is a :class:`deepshrink.data.Data`."""
-    if (max_bytes is None) == (max_accuracy_drop is None):
-        raise ConfigError("give exactly one budget: max_bytes= (file size) or max_accuracy_drop=")
+    ``out/model.dsz`` and ``out/auto.json``. ``data`` is a :class:`deepshrink.data.Data`.
+
+    ``max_latency_ms`` or ``speedup`` (× faster than the model's fp32 ONNX export, batch 1)
+    instead cut channel widths and deliver ``out/model.onnx``, checked in ONNX Runtime
+    (:mod:`deepshrink.auto.latency_search`; ``latency``: its other keyword arguments, e.g.
+    ``steps``, ``round_to``, ``batch``, ``rounds``)."""
+    budgets = [max_bytes, max_accuracy_drop, max_latency_ms, speedup]
+    if sum(b is not None for b in budgets) != 1:
+        raise ConfigError("give exactly one budget: max_bytes= (file size), max_accuracy_drop=, "
+                          "max_latency_ms= or speedup= (ONNX Runtime latency)")  # fmt: skip
+    if max_latency_ms is not None or speedup is not None:
+        return _latency(model, data, max_latency_ms, speedup, runtime, out, policy, fine_tune,
+                        held_out, scan_samples, resume, evaluate_test, latency or {})  # fmt: skip
     if max_bytes is not None and not max_bytes > 0:
         raise ConfigError(f"max_bytes must be > 0, got {max_bytes}")
     if max_accuracy_drop is not None and not 0 <= max_accuracy_drop < 100:
@@ -101,8 +119,13 @@ def auto_compress(
     began = time.perf_counter()
     folder = state.prepare(out, resume)
     teacher = copy.deepcopy(model).eval()
-    train, held = state.split(data, held_out, settings.seed)
+    train, held = state.split(data, held_out, settings.seed, settings.train_samples)
     layers = weight_layer_names(model, include, exclude)
+    expected = estimate(teacher, train, options=len(layers) * len(sparsities) * len(bits),
+                        scan_samples=min(scan_samples, len(held)), held_out=len(held),
+                        epochs=settings.prune_epochs + settings.share_epochs,
+                        batch_size=settings.batch_size)  # fmt: skip
+    logger.info("auto: expected time %s", expected.text())
     table, reference = state.cached_scan(
         folder, teacher, held, layers, sparsities, bits, scan_samples, settings.seed, resume
     )
@@ -126,7 +149,8 @@ def auto_compress(
         reference={"loss": reference[0], "accuracy": reference[1]},
         held_out_accuracy=result["held_out_accuracy"], test_accuracy=test,
         original_test_accuracy=original, attempts=run.attempts, front=front,
-        seconds={**seconds, "total": time.perf_counter() - began},
+        seconds={**seconds, "total": time.perf_counter() - began,
+                 "expected": expected.total_seconds},
     )  # fmt: skip
     state.write_report(folder, report.to_dict())
     logger.info("auto: %s delivered %s bytes (%s); held-out accuracy %.2f%%, test %s",
@@ -134,6 +158,29 @@ def auto_compress(
                 100 * report.held_out_accuracy,
                 "n/a" if test is None else f"{100 * test:.2f}%")  # fmt: skip
     return report
+
+
+def _latency(
+    model: nn.Module, data: Any, max_ms: float | None, speedup: float | None, runtime: str,
+    out: str | Path, policy: str, fine_tune: FineTune | None, held_out: int, scan_samples: int,
+    resume: bool, evaluate_test: bool, options: dict[str, Any],
+) -> LatencyResult:  # fmt: skip
+    from deepshrink.auto.latency_search import LatencyBudget, compress_to_latency
+
+    if runtime != "onnx":
+        raise ConfigError(f"runtime {runtime!r}: latency budgets are measured in ONNX Runtime "
+                          "only; use runtime='onnx'")  # fmt: skip
+    if speedup is not None and not speedup > 1:
+        raise ConfigError(f"speedup must be more than 1 (× faster than the fp32 export), got "
+                          f"{speedup}")  # fmt: skip
+    if max_ms is not None and not max_ms > 0:
+        raise ConfigError(f"max_latency_ms must be > 0, got {max_ms}")
+    timing = {k: options.pop(k) for k in ("batch", "rounds") if k in options}
+    budget = LatencyBudget(speedup=speedup, max_latency_ms=max_ms, **timing)
+    return compress_to_latency(
+        model, data, budget, out=out, policy=policy, fine_tune=fine_tune, held_out=held_out,
+        scan_samples=scan_samples, resume=resume, evaluate_test=evaluate_test, **options,
+    )  # fmt: skip
 
 
 def _front(

@@ -25,10 +25,18 @@ __all__ = ["Auto"]
 
 
 class Auto(_Strict):
-    """A byte budget (``max_bytes``) or an accuracy-drop budget (``max_accuracy_drop``, pp)."""
+    """A byte budget (``max_bytes``), an accuracy-drop budget (``max_accuracy_drop``, pp), or a
+    latency budget in ONNX Runtime (``max_latency_ms``, or ``speedup`` × faster than the fp32
+    export, batch 1; channel widths per group, ``steps``/``round_to``, delivered as ONNX)."""
 
     max_bytes: int | None = Field(None, gt=0)
     max_accuracy_drop: float | None = Field(None, ge=0, lt=100)
+    max_latency_ms: float | None = Field(None, gt=0)
+    speedup: float | None = Field(None, gt=1)
+    runtime: Literal["onnx"] = "onnx"
+    steps: int = Field(8, ge=1, le=64)
+    round_to: int = Field(8, ge=1, le=1024)
+    train_samples: int | None = Field(None, gt=0)
     policy: Literal["auto", "uniform"] = "auto"
     sparsities: tuple[float, ...] = SPARSITIES
     bits: tuple[int, ...] = BITS
@@ -42,8 +50,11 @@ class Auto(_Strict):
 
     @model_validator(mode="after")
     def _one_budget(self) -> Auto:
-        if (self.max_bytes is None) == (self.max_accuracy_drop is None):
-            raise ValueError("give exactly one budget: max_bytes or max_accuracy_drop")
+        budgets = (self.max_bytes, self.max_accuracy_drop, self.max_latency_ms, self.speedup)
+        if sum(b is not None for b in budgets) != 1:
+            raise ValueError(
+                "give exactly one budget: max_bytes, max_accuracy_drop, max_latency_ms or speedup"
+            )
         if not all(0 <= s < 1 for s in self.sparsities) or not self.sparsities:
             raise ValueError(f"sparsities must be fractions in [0, 1), got {self.sparsities}")
         if not all(1 <= b <= 8 for b in self.bits) or not self.bits:
@@ -51,7 +62,7 @@ class Auto(_Strict):
         return self
 
 
-@stage_kind("auto", doc="compress to a byte or accuracy-drop budget, checked on the .dsz file")
+@stage_kind("auto", doc="compress to a byte, accuracy-drop or latency budget, checked on the file")
 def _parse_auto(settings: dict[str, Any], where: str) -> Auto:
     return validated(Auto, settings, where)
 
@@ -66,14 +77,18 @@ def _auto(context: Context, stage: Stage) -> dict[str, Any]:
     tune = FineTune(
         prune_epochs=s.prune_epochs, share_epochs=s.share_epochs, prune_lr=s.prune_lr,
         share_lr=s.share_lr, batch_size=s.batch_size, threads=context.recipe.threads,
-        seed=context.recipe.seed + stage.index,
+        seed=context.recipe.seed + stage.index, train_samples=s.train_samples,
     )  # fmt: skip
     report = auto_compress(
         context.model, context.data, max_bytes=s.max_bytes,
         max_accuracy_drop=s.max_accuracy_drop, out=context.out / "auto", policy=s.policy,
         sparsities=s.sparsities, bits=s.bits, fine_tune=tune, held_out=s.held_out,
-        scan_samples=s.scan_samples, evaluate_test=False,
+        scan_samples=s.scan_samples, evaluate_test=False, max_latency_ms=s.max_latency_ms,
+        speedup=s.speedup, runtime=s.runtime,
+        latency={"steps": s.steps, "round_to": s.round_to},
     )  # fmt: skip
+    if not hasattr(report, "delivered_bytes"):
+        return _latency_summary(context, report)
     context.model = load(report.path, model=context.blank())
     context.artifacts["dsz"] = report.path
     context.artifacts["delivered"] = report.path
@@ -82,4 +97,18 @@ def _auto(context: Context, stage: Stage) -> dict[str, Any]:
         "held_out_accuracy": report.held_out_accuracy,
         "layers": {n: f"sparsity {o['sparsity']:g}, {o['bits']} bits"
                    for n, o in report.layers.items()},
+    }  # fmt: skip
+
+
+def _latency_summary(context: Context, report: Any) -> dict[str, Any]:
+    """Continue from the delivered ONNX file's model (the fine-tuned, channel-pruned one)."""
+    from deepshrink.train import load_checkpoint
+
+    context.model, _ = load_checkpoint(report.checkpoint, context.blank())
+    context.artifacts["auto/model.onnx"] = report.path
+    context.artifacts["delivered"] = report.path
+    return {
+        "file": "auto/model.onnx", "speed": report.speed["text"],
+        "cpu_ms": report.speed["cpu_ms"], "baseline_cpu_ms": report.speed["baseline_cpu_ms"],
+        "held_out_accuracy": report.held_out_accuracy, "widths": report.widths,
     }  # fmt: skip

@@ -51,8 +51,18 @@ def prepare(out: str | Path, resume: bool) -> Path:
     return folder
 
 
-def split(data: Any, held_out: int, seed: int) -> tuple[Any, Any]:
-    """(training part, held-out part) of the training set: ``data.val`` if there is one."""
+def split(data: Any, held_out: int, seed: int, train_samples: int | None = None) -> tuple[Any, Any]:
+    """(training part, held-out part) of the training set: ``data.val`` if there is one. With
+    ``train_samples`` the training part is cut to its first that many samples."""
+    train, held = _split(data, held_out, seed)
+    if train_samples is not None:
+        import torch
+
+        train = train.subset(torch.arange(min(train_samples, len(train))))
+    return train, held
+
+
+def _split(data: Any, held_out: int, seed: int) -> tuple[Any, Any]:
     from deepshrink.data.catalog import split_validation
 
     train = getattr(data, "train", None)
@@ -65,7 +75,7 @@ def split(data: Any, held_out: int, seed: int) -> tuple[Any, Any]:
     return split_validation(train, min(held_out, len(train) // 5), seed=seed)
 
 
-def _fingerprint(model: nn.Module, settings: Mapping[str, Any]) -> str:
+def fingerprint(model: nn.Module, settings: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
@@ -80,7 +90,7 @@ def cached_scan(
     """The scan's table: read from ``scan.json`` when resuming with the same fingerprint."""
     settings = {"layers": list(layers), "sparsities": sorted(sparsities), "bits": sorted(bits),
                 "samples": samples, "held": len(held), "seed": seed}  # fmt: skip
-    key = _fingerprint(model, settings)
+    key = fingerprint(model, settings)
     path = folder / "scan.json"
     if resume and path.is_file():
         saved = json.loads(path.read_text())

@@ -46,6 +46,8 @@ class PlannedStage:
     #: What the stage covered ("97.3% of weights, 2 layers skipped") and why it skipped what.
     coverage: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Expected seconds of the stage, measured up front (``auto`` stages), else None.
+    seconds: float | None = None
 
 
 def _describe(stage: Any) -> str:
@@ -95,6 +97,9 @@ def plan_recipe(prepared: Prepared) -> list[PlannedStage]:
     planned = [_snapshot("initial", "the model as loaded", model, inputs)]
     for stage in prepared.recipe.stages:
         action = _describe(stage)
+        expected = _expected_time(context, stage) if stage.kind == "auto" else None
+        if expected is not None:
+            action += f"; expected time {expected.text()}"
         rows: list[tuple[str, str, str]] = []
         coverage: dict[str, Any] = {}
         if stage.kind in STRUCTURAL:
@@ -107,8 +112,27 @@ def plan_recipe(prepared: Prepared) -> list[PlannedStage]:
         snapshot.layers = rows
         snapshot.coverage = coverage.get("coverage", "")
         snapshot.skipped = coverage.get("coverage_detail", {}).get("skipped", {})
+        snapshot.seconds = None if expected is None else expected.total_seconds
         planned.append(snapshot)
     return planned
+
+
+def _expected_time(context: Context, stage: Any) -> Any:
+    """What an ``auto`` stage will take: its unit costs measured now on the stage's settings
+    (:func:`deepshrink.auto.estimate.expected_time`)."""
+    from deepshrink.auto.compress import FineTune
+    from deepshrink.auto.estimate import expected_time
+
+    s = stage.settings
+    latency = s.max_latency_ms is not None or s.speedup is not None
+    tune = FineTune(prune_epochs=s.prune_epochs, share_epochs=s.share_epochs,
+                    batch_size=s.batch_size, train_samples=s.train_samples,
+                    seed=context.recipe.seed + stage.index)  # fmt: skip
+    return expected_time(
+        context.model, context.data, latency=latency, settings=tune,
+        scan_samples=s.scan_samples, held_out=s.held_out, sparsities=s.sparsities, bits=s.bits,
+        steps=s.steps, round_to=s.round_to,
+    )  # fmt: skip
 
 
 def _final_target(stage: Any) -> Any:
