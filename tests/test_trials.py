@@ -6,7 +6,9 @@ skipped, except under CI where that is an error. One local Ray (2 CPUs) serves t
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import math
 import operator
@@ -26,7 +28,6 @@ from deepshrink.cli import main
 from deepshrink.data.dataset import ArrayDataset
 from deepshrink.errors import ConfigError
 from deepshrink.eval.sensitivity import sensitivity
-from deepshrink.recipe.sweep import sweep_recipe
 
 DIGITS = """\
 version: 1
@@ -52,7 +53,7 @@ def build(hidden=32):
 FACTORY_RECIPE = DIGITS.replace(
     "{zoo: digits_mlp, args: {hidden_sizes: [32]}}", "{factory: 'tinynet:build', args: {}}"
 )
-SHAPES = "model.args.hidden=32,12"
+GRID = ["model.args.hidden=32,12", "stages[1].prune.sparsity=0.3,0.9"]
 
 
 def _recipe(folder: Path, text: str = DIGITS) -> Path:
@@ -95,20 +96,45 @@ def test_backend_settings_are_checked_before_any_trial() -> None:
     assert calls == []
 
 
+@pytest.fixture(scope="module")
+def serial_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The serial sweep of ``GRID`` on the command line (2 of its 4 variants fail), run once
+    from a process with 2 torch threads where the Ray workers have 1."""
+    folder = tmp_path_factory.mktemp("serial")
+    recipe, out, printed = (
+        _recipe(folder / "recipe", FACTORY_RECIPE),
+        folder / "sweep",
+        io.StringIO(),
+    )
+    torch.set_num_threads(2)
+    try:
+        with contextlib.redirect_stdout(printed):
+            code = main(["-q", "sweep", str(recipe), "--set", GRID[0], "--set", GRID[1], "--out",
+                         str(out), "--allow-code"])  # fmt: skip
+    finally:
+        torch.set_num_threads(1)
+    return {"recipe": recipe, "code": code, "printed": printed.getvalue(), **_outputs(out)}
+
+
 def test_a_variant_that_fails_is_a_row_with_its_error_and_the_others_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serial_sweep: dict[str, Any],
 ) -> None:
-    recipe = _recipe(tmp_path / "recipe", FACTORY_RECIPE)
-    out = tmp_path / "sweep"
-    code = main(["-q", "sweep", str(recipe), "--set", SHAPES, "--out", str(out), "--allow-code"])
-    rows = json.loads((out / "sweep.json").read_text())
-    assert code == 1 and [r["status"] for r in rows] == ["ok", "failed"]
-    assert rows[0]["accuracy"] is not None and rows[0]["error"] is None
-    assert rows[1]["accuracy"] is None
-    assert rows[1]["error"].startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied")
-    table = (out / "sweep.md").read_text()
-    assert "| hidden=12 | — |" in table and "failed: RuntimeError: mat1" in table
-    assert "1 of 2 variants failed: hidden=12" in capsys.readouterr().out
+    rows = serial_sweep["rows"]
+    assert serial_sweep["code"] == 1
+    assert [(r["label"], r["status"]) for r in rows] == [
+        ("hidden=32_sparsity=0.3", "ok"), ("hidden=32_sparsity=0.9", "ok"),
+        ("hidden=12_sparsity=0.3", "failed"), ("hidden=12_sparsity=0.9", "failed"),
+    ]  # fmt: skip
+    assert rows[0]["nonzero_parameters"] > rows[1]["nonzero_parameters"]
+    assert rows[0]["error"] is None and rows[2]["accuracy"] is None
+    assert rows[2]["error"].startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert sorted(serial_sweep["models"]) == ["hidden=32_sparsity=0.3", "hidden=32_sparsity=0.9"]
+    assert "| hidden=12_sparsity=0.3 | — |" in serial_sweep["table"]
+    assert "failed: RuntimeError: mat1" in serial_sweep["table"]
+    assert (
+        "2 of 4 variants failed: hidden=12_sparsity=0.3, hidden=12_sparsity=0.9"
+        in (serial_sweep["printed"])
+    )
 
 
 def test_the_ray_backend_without_ray_names_the_install_line(
@@ -161,18 +187,13 @@ def local_ray() -> Iterator[Any]:
 
 
 def test_a_ray_sweep_gives_the_serial_table_models_and_failures(
-    local_ray: Any, tmp_path: Path
+    local_ray: Any, serial_sweep: dict[str, Any], tmp_path: Path
 ) -> None:
-    recipe = _recipe(tmp_path / "recipe", FACTORY_RECIPE)
-    grid = [SHAPES, "stages[1].prune.sparsity=0.3,0.9"]
-    sweep_recipe(recipe, grid, tmp_path / "serial", progress=False, allow_code=True)
     options = ["--backend", "ray", "--workers", "2", "--allow-code", "--out", str(tmp_path / "ray")]
-    code = main(["-q", "sweep", str(recipe), "--set", grid[0], "--set", grid[1], *options])
-    serial, ray = _outputs(tmp_path / "serial"), _outputs(tmp_path / "ray")
-    assert code == 1 and ray == serial
-    assert [r["status"] for r in serial["rows"]] == ["ok", "ok", "failed", "failed"]
-    assert sorted(serial["models"]) == ["hidden=32_sparsity=0.3", "hidden=32_sparsity=0.9"]
-    assert serial["rows"][0]["nonzero_parameters"] > serial["rows"][1]["nonzero_parameters"]
+    code = main(["-q", "sweep", str(serial_sweep["recipe"]), "--set", GRID[0], "--set", GRID[1],
+                 *options])  # fmt: skip
+    assert code == 1
+    assert _outputs(tmp_path / "ray") == {k: serial_sweep[k] for k in ("rows", "table", "models")}
 
 
 def test_a_sensitivity_scan_on_ray_equals_the_serial_scan(local_ray: Any) -> None:

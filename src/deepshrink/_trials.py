@@ -87,18 +87,22 @@ def map_trials(
     workers: int | None = None,
     gpus: float = 0,
     shared: Any = None,
+    label: Callable[[Any], str] = str,
 ) -> list[Trial]:
-    """``fn`` over ``items`` (see the module docstring); one :class:`Trial` per item, in order."""
+    """``fn`` over ``items`` (see the module docstring); one :class:`Trial` per item, in order.
+
+    ``label(item)`` names a trial in the log line at its end.
+    """
     check_backend(backend, address, workers, gpus)
     items = list(items)
     if backend == "serial":
         trials = []
         for index, item in enumerate(items):
             trials.append(Trial(item, *_call(fn, shared, item)))
-            _log_done(index, len(items), trials[-1])
+            _log_done(index, len(items), trials[-1], label)
         return trials
     with ray_session(address, workers) as ray:
-        return _map_ray(ray, fn, items, workers, gpus, shared)
+        return _map_ray(ray, fn, items, workers, gpus, shared, label)
 
 
 def _call(fn: Callable[..., Any], shared: Any, item: Any) -> tuple[Any, str | None]:
@@ -110,14 +114,14 @@ def _call(fn: Callable[..., Any], shared: Any, item: Any) -> tuple[Any, str | No
         return None, f"{type(error).__name__}: {one_line(str(error), ERROR_CHARS)}"
 
 
-def _log_done(index: int, total: int, trial: Trial) -> None:
-    outcome = "done" if trial.ok else f"failed ({trial.error})"
-    logger.info("trial %d of %d %s", index + 1, total, outcome)
+def _log_done(index: int, total: int, trial: Trial, label: Callable[[Any], str]) -> None:
+    outcome = "done" if trial.ok else f"failed: {trial.error}"
+    logger.info("trial %d of %d (%s) %s", index + 1, total, label(trial.item)[:100], outcome)
 
 
 def _map_ray(
     ray: Any, fn: Callable[..., Any], items: list[Any], workers: int | None, gpus: float,
-    shared: Any,
+    shared: Any, label: Callable[[Any], str],
 ) -> list[Trial]:  # fmt: skip
     """At most ``workers`` tasks in flight (all when None); results in the order of ``items``."""
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_call)
@@ -133,7 +137,7 @@ def _map_ray(
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(ref)
             results[index] = Trial(items[index], *_fetch(ray, ref))
-            _log_done(sum(r is not None for r in results) - 1, len(items), results[index])
+            _log_done(sum(r is not None for r in results) - 1, len(items), results[index], label)
     finally:
         for ref in pending:  # interrupted: the tasks still queued or running are cancelled
             with contextlib.suppress(Exception):
@@ -165,18 +169,21 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
         yield ray
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"include_dashboard": False, "logging_level": logging.WARNING}
     try:
         if address is not None:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
             cpus = workers or os.cpu_count() or 1
-            ray.init(num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **quiet)
+            # "local": a new Ray of our own, even where `ray start` left one on this machine
+            ray.init(address="local", num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES,
+                     include_dashboard=False, logging_level=logging.WARNING)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as error:
-        where = f"the Ray cluster at {quoted(address, 100)}" if address else "a local Ray"
+        if address is None:
+            raise ConfigError(f"cannot start a local Ray: {one_line(str(error), 200)}") from None
         raise ConfigError(
-            f"cannot start or reach {where}: {one_line(str(error), 150)}; start a cluster with "
-            "`ray start --head` and pass its address, or leave --address out for a local Ray"
+            f"cannot join the Ray cluster at {quoted(address, 100)}: {one_line(str(error), 80)}; "
+            "a cluster with token authentication needs RAY_AUTH_MODE=token here and its token "
+            "(RAY_AUTH_TOKEN, or `ray get-auth-token` on its head node)"
         ) from None
     try:
         yield ray

@@ -88,7 +88,7 @@ def sensitivity(
     layers = list(select(weight_layers(model), include, exclude, method="sensitivity"))
     items = [(layer, value) for layer in layers for value in sorted(sparsities) if value != 0]
     trials = map_trials(_prune_one, items, shared=(model, dataset, criterion), backend=backend,
-                        address=address, workers=workers)  # fmt: skip
+                        address=address, workers=workers, label=_label)  # fmt: skip
     curves: dict[str, list[tuple[float, float]]] = {layer: [(0.0, dense)] for layer in layers}
     for trial in trials:
         layer, value = trial.item
@@ -96,6 +96,10 @@ def sensitivity(
             raise ConfigError(f"sensitivity of layer {layer} at sparsity {value}: {trial.error}")
         curves[layer].append((value, trial.value))
     return Sensitivity(dense, curves, criterion)
+
+
+def _label(item: tuple[str, float]) -> str:
+    return f"layer {item[0]} at sparsity {item[1]:g}"
 
 
 def _prune_one(shared: tuple[nn.Module, Any, str], item: tuple[str, float]) -> float:

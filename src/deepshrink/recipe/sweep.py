@@ -167,7 +167,7 @@ def sweep_recipe(
     with _io.folder_lock(out):
         _check_empty(out)
         done = map_trials(_run_variant, trials, backend=backend, address=address,
-                          workers=workers, gpus=gpus)  # fmt: skip
+                          workers=workers, gpus=gpus, label=lambda v: v.label)  # fmt: skip
         rows = [t.value if t.ok else _failed_row(t.item.label, str(t.error)) for t in done]
         _write_summary(out, rows)
     return rows
