@@ -1,9 +1,11 @@
 """Recipes under ``torchrun`` with two CPU processes (gloo) against one process.
 
 Two processes with ``batch_size: 16`` each must train like one process with ``batch_size: 32``
-(the same global batches in the same order): weights equal within 1e-6 (float summation order
-only; measured differences are ~1e-8), masks and k-means assignments bit for bit. Every rank
-must hold the same tensors after every stage, and only one set of files is written.
+(the same global batches in the same order): weights equal within 1e-6 after pruning and k-means
+fine-tuning (float summation order only; measured ~3e-8), masks and k-means assignments bit for
+bit. QAT gets 2e-5: a range that differs in the last bit can move one activation across a
+rounding step, which moves a weight by ~1e-6 (measured 8.8e-7). Every rank must hold the same
+tensors after every stage, and only one set of files is written.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from deepshrink.recipe.run import run_prepared
 
 WORKER = Path(__file__).with_name("_worker.py")
 #: Largest difference allowed between a 2-process and a 1-process weight (float summation order).
-TOLERANCE = 1e-6
+TOLERANCE = {"kmeans": 1e-6, "qat": 2e-5}
 
 HEAD = """\
 version: 1
@@ -38,16 +40,14 @@ data: {{name: digits, train_limit: 256, test_limit: 64}}
 stages:
 """
 PRUNE_KMEANS = """\
-  - train: {{epochs: 2, batch_size: {batch}, lr: 0.05}}
   - prune: {{method: magnitude, sparsity: 0.6}}
   - fine_tune: {{epochs: 2, batch_size: {batch}, lr: 0.01}}
   - quantize: {{method: kmeans, bits: 3}}
   - fine_tune: {{epochs: 2, batch_size: {batch}, lr: 0.005}}
 """
 QAT = """\
-  - train: {{epochs: 2, batch_size: {batch}, lr: 0.05}}
   - quantize: {{method: qat}}
-  - fine_tune: {{epochs: 2, batch_size: {batch}, lr: 0.01}}
+  - fine_tune: {{epochs: 3, batch_size: {batch}, lr: 0.05}}
 """
 
 
@@ -120,25 +120,24 @@ def test_two_processes_train_like_one_with_the_global_batch(
     for stage in sorted(p.name for p in (runs["one"] / name / "stages").iterdir()):
         two = load_file(runs["two"] / name / "stages" / stage / "model.safetensors")
         one = load_file(runs["one"] / name / "stages" / stage / "model.safetensors")
-        assert _largest_difference(two, one) <= TOLERANCE, stage
+        assert _largest_difference(two, one) <= TOLERANCE[name], stage
         for key in (k for k in one if one[k].dtype in (torch.bool, torch.int64, torch.uint8)):
             assert torch.equal(two[key], one[key]), (stage, key)  # masks, k-means assignments
     two = load_file(runs["two"] / name / "model.safetensors")
-    assert _largest_difference(two, load_file(runs["one"] / name / "model.safetensors")) <= (
-        TOLERANCE
-    )
+    one = load_file(runs["one"] / name / "model.safetensors")
+    assert _largest_difference(two, one) <= TOLERANCE[name]
 
 
 def test_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Path]) -> None:
     dumps = sorted(runs["ranks"].glob("*-rank0.safetensors"))
     stages = {p.name.split("-rank")[0] for p in dumps}
-    assert {"kmeans-04-quantize", "kmeans-05-fine_tune", "qat-03-fine_tune"} <= stages
+    assert {"kmeans-03-quantize", "kmeans-04-fine_tune", "qat-02-fine_tune"} <= stages
     for first in dumps:
         zero, one = load_file(first), load_file(str(first).replace("-rank0.", "-rank1."))
         assert sorted(zero) == sorted(one)
         for key in zero:
             assert torch.equal(zero[key], one[key]), (first.name, key)
-    last = load_file(runs["ranks"] / "kmeans-05-fine_tune-rank1.safetensors")
+    last = load_file(runs["ranks"] / "kmeans-04-fine_tune-rank1.safetensors")
     assert any(k.endswith("_centroids") for k in last)
     final = load_file(runs["two"] / "kmeans" / "model.safetensors")
     for key in (k for k in last if k.endswith("weight_mask")):
@@ -154,7 +153,7 @@ def test_one_set_of_files(runs: dict[str, Path]) -> None:
         assert files(runs["two"] / name) == files(runs["one"] / name)
     assert sorted(p.name for p in runs["two"].iterdir()) == ["kmeans", "qat"]
     state = json.loads((runs["two"] / "kmeans" / "state.json").read_text())
-    assert [entry["label"] for entry in state["done"]][-1] == "05-fine_tune"
+    assert [entry["label"] for entry in state["done"]][-1] == "04-fine_tune"
 
 
 def test_a_diverged_rank_is_named(runs: dict[str, Path]) -> None:
@@ -164,7 +163,6 @@ def test_a_diverged_rank_is_named(runs: dict[str, Path]) -> None:
 
 
 KILLED = """\
-  - train: {{epochs: 2, batch_size: {batch}, lr: 0.05}}
   - prune: {{method: magnitude, sparsity: 0.6}}
   - fine_tune: {{epochs: 3, batch_size: {batch}, lr: 0.01}}
 """
@@ -176,16 +174,16 @@ def _digests(folder: Path) -> dict[str, bytes]:
 
 def test_a_dead_rank_fails_the_job_and_resume_continues(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path, "killed", KILLED, 16)
-    env = {"DS_TEST_DIE": "1:03-fine_tune:2", "DEEPSHRINK_DIST_TIMEOUT": "30"}
+    env = {"DS_TEST_DIE": "1:02-fine_tune:2", "DEEPSHRINK_DIST_TIMEOUT": "30"}
     code, output = torchrun([str(tmp_path / "out"), str(recipe)], env)
     out = tmp_path / "out" / "killed"
     assert code != 0 and "exitcode  : 1" in output, output[-3000:]
     state = json.loads((out / "state.json").read_text())
-    assert [entry["label"] for entry in state["done"]] == ["01-train", "02-prune"]
+    assert [entry["label"] for entry in state["done"]] == ["01-prune"]
     assert not (out / "metrics.json").exists()
     finished = _digests(out / "stages")
     result = run_prepared(prepare(*load_recipe(recipe)), out, resume=True, progress=False)
-    assert [entry["label"] for entry in result.stages][-1] == "03-fine_tune"
+    assert [entry["label"] for entry in result.stages][-1] == "02-fine_tune"
     after = _digests(out / "stages")
     assert {k: after[k] for k in finished} == finished  # the finished stages were kept
     assert (out / "metrics.json").is_file() and not list(out.rglob("*.tmp"))

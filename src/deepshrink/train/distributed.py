@@ -40,18 +40,26 @@ from deepshrink.errors import ConfigError, DeepshrinkError
 __all__ = [
     "TIMEOUT_VARIABLE",
     "World",
+    "active",
     "adopt_main",
     "barrier",
     "check_agreement",
+    "decided",
     "is_main",
     "join",
     "launched",
     "local_device",
+    "lost_peers",
+    "quiet",
     "rank_batches",
     "reduce_sums",
     "share",
+    "sync_buffers",
     "synced_range",
+    "syncing_ranges",
+    "timeout_seconds",
     "world",
+    "wrap",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,10 +164,10 @@ def local_device(device: torch.device, requested: str, joined: World) -> torch.d
         return device
     count = torch.cuda.device_count()
     mine = joined.local_rank % count
-    if requested.startswith("cuda:") and device.index != mine and joined.size > 1:
+    if requested.startswith("cuda:") and joined.size > 1:
         raise ConfigError(
             f"device {requested!r} names one GPU, but under torchrun each process trains on the "
-            f"GPU of its LOCAL_RANK ({mine} here): use device: auto or cuda"
+            "GPU of its LOCAL_RANK (cuda:LOCAL_RANK): use device: auto or cuda"
         )
     return torch.device("cuda", mine)
 
@@ -181,7 +189,7 @@ def share(value: Any) -> Any:
     if is_main():
         buffer.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
     torch.distributed.broadcast(buffer, src=0)
-    return json.loads(bytes(buffer.tolist()).decode("utf-8")) if not is_main() else value
+    return value if is_main() else json.loads(buffer.numpy().tobytes().decode("utf-8"))
 
 
 def reduce_sums(values: list[float]) -> list[float]:
@@ -224,10 +232,10 @@ _SYNC_RANGES = [False]
 
 
 @contextlib.contextmanager
-def syncing_ranges() -> Iterator[None]:
+def syncing_ranges(enabled: bool = True) -> Iterator[None]:
     """Within the block (data-parallel training), :func:`synced_range` reduces over ranks."""
     before = _SYNC_RANGES[0]
-    _SYNC_RANGES[0] = active()
+    _SYNC_RANGES[0] = enabled and active()
     try:
         yield
     finally:

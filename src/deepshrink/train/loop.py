@@ -386,7 +386,8 @@ def fit(
         device = parallel.local_device(device, config.device, joined)
         progress = progress and joined.main
     model.to(device)
-    with num_threads(config.threads), parallel.quiet(), parallel.syncing_ranges():
+    together = joined is not None
+    with num_threads(config.threads), parallel.quiet(), parallel.syncing_ranges(together):
         trainer = _Trainer(model, config, splits, device, joined)
         trainer.output, trainer.loss = output, loss
         trainer.hooks, trainer.callbacks = tuple(loss_hooks), tuple(callbacks)
@@ -401,7 +402,8 @@ def fit(
             if progress and bar is None:
                 trainer.heartbeat = _progress_lines.Heartbeat()
             _epochs(trainer, start, history, best, bar)
-        parallel.sync_buffers(model)  # every rank ends with rank 0's BatchNorm statistics
+        if together:  # every rank ends with rank 0's BatchNorm statistics
+            parallel.sync_buffers(model)
     model.eval()
     return history
 
@@ -415,7 +417,8 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         loss, accuracy = _run_epoch(trainer, epoch, bar)
         result = None
         if trainer.eval_set is not None:
-            parallel.sync_buffers(trainer.model)  # every rank evaluates rank 0's model
+            if trainer.joined is not None:  # every rank evaluates rank 0's model
+                parallel.sync_buffers(trainer.model)
             result = evaluate(
                 trainer.model, trainer.eval_set, output=trainer.output, loss=trainer.loss
             )
@@ -432,10 +435,13 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         improved = score is not None and (best is None or score > best)
         best = score if improved else best
         stale = 0 if improved else stale + 1
-        if trainer.directory is not None and parallel.is_main():
+        if trainer.directory is not None and (trainer.joined is None or trainer.joined.main):
             _save_state(trainer.directory, trainer, epoch, history, best)
         stop = any(cb.on_epoch_end(record, trainer.model) for cb in trainer.callbacks)
-        if parallel.decided(stop or (config.patience is not None and stale >= config.patience)):
+        stop = stop or (config.patience is not None and stale >= config.patience)
+        if trainer.joined is not None:
+            stop = parallel.decided(stop)  # rank 0's decision
+        if stop:
             history.stopped_early = epoch < config.epochs
             break
 
