@@ -7,7 +7,8 @@ torch thread per variant (the recipe default), so the serial run uses one core a
 worker one core. Every run's ``sweep.json`` must equal the first serial one. A last run times
 Ray alone: start, an empty task on each worker, shutdown.
 
-    python benchmarks/ray_sweep.py --variants 4 --repeats 2 --workers 2
+    python benchmarks/ray_sweep.py --variants 6 --repeats 3 --workers 2
+    python benchmarks/ray_sweep.py --variants 6 --repeats 2 --workers 2 --epochs 40
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ latency: false
 model: {zoo: digits_mlp}
 data: {name: digits}
 stages:
-  - train: {epochs: 8, batch_size: 32}
+  - train: {epochs: EPOCHS, batch_size: 32}
   - prune: {method: magnitude, sparsity: 0.5}
   - fine_tune: {epochs: 2, batch_size: 32, lr: 0.01}
 """
@@ -73,12 +74,14 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs per variant")
     args = parser.parse_args()
+    text = RECIPE.replace("EPOCHS", str(args.epochs))
     ray = ["--backend", "ray", "--workers", str(args.workers)]
     runs: dict[str, list[dict[str, Any]]] = {"serial": [], "ray": []}
     with tempfile.TemporaryDirectory() as folder:
         recipe = Path(folder) / "ray_sweep.yaml"
-        recipe.write_text(RECIPE)
+        recipe.write_text(text)
         for repeat in range(args.repeats):
             for name, backend in (("serial", []), ("ray", ray)):
                 out = Path(folder) / f"{name}-{repeat}"
@@ -89,7 +92,7 @@ def main() -> None:
     reference = runs["serial"][0]["rows"]
     identical = all(r.pop("rows") == reference for group in runs.values() for r in group)
     result = {
-        "recipe": RECIPE,
+        "recipe": text,
         "variants": args.variants,
         "workers": args.workers,
         "cpus": os.cpu_count(),
@@ -106,7 +109,7 @@ def main() -> None:
         "rows": reference,
         "runs": runs,
     }
-    path = write_result("ray_sweep", result)
+    path = write_result("ray_sweep" if args.epochs == 8 else f"ray_sweep_e{args.epochs}", result)
     keys = (
         "serial",
         "ray_tasks",

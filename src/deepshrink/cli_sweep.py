@@ -25,18 +25,21 @@ def backend_options(function: Any) -> Any:
         ),
         click.option(
             "--address",
+            metavar="HOST:PORT",
             help="Ray cluster to use (ray start --head prints it); default: RAY_ADDRESS, else "
             "a local Ray started for the sweep.",
         ),
         click.option(
             "--workers",
             type=click.IntRange(1, 4096),
+            metavar="N",
             help="Variants run at once on Ray (default: the CPUs of the local Ray, or all).",
         ),
         click.option(
             "--gpus-per-trial",
             "gpus",
             type=click.FloatRange(0, 64),
+            metavar="GPUS",
             default=0.0,
             help="GPUs Ray reserves for each variant (0.5: two per GPU); Ray hides GPUs from a "
             "task that asks for none.",
