@@ -6,9 +6,9 @@ Test-only instruments, set by environment variables:
 
 - ``DS_TEST_DUMP=folder``: after every stage each rank saves the model it holds there
   (``<stem>-<stage>-rank<r>.safetensors``), by wrapping the agreement check;
-- ``DS_TEST_DIE=rank:stage:epoch``: that rank exits at once (``os._exit(1)``) when that epoch
-  of that stage starts (``rank:stage:epoch:hang``: it sleeps for an hour instead);
-- ``DS_TEST_DIVERGE=1``: after the recipes, rank 1 perturbs a layer and the agreement check's
+- ``DS_TEST_DIE=rank:recipe/stage:epoch``: that rank exits at once (``os._exit(1)``) when that
+  epoch of that stage of that recipe starts (``...:hang``: it sleeps for an hour instead);
+- ``DS_TEST_DIVERGE=1``: before the recipes, rank 1 perturbs a layer and the agreement check's
   message is written to ``DS_TEST_DUMP/diverge-rank<r>.txt``.
 """
 
@@ -53,9 +53,9 @@ def _tracking_stage(original):
     return run_stage
 
 
-def _dying_epoch(original, rank: int, stage: str, epoch: int, hang: bool):
+def _dying_epoch(original, rank: int, where: str, epoch: int, hang: bool):
     def run_epoch(trainer, number, bar):
-        if rank == RANK and CURRENT["stage"] == stage and number == epoch:
+        if rank == RANK and f"{CURRENT['recipe']}/{CURRENT['stage']}" == where and number == epoch:
             if hang:  # stops answering, as a stuck machine would
                 time.sleep(3600)
             os._exit(1)
@@ -82,15 +82,16 @@ def main(out: str, recipes: list[str]) -> None:
     distributed.check_agreement = _dumping_check(distributed.check_agreement)
     run_module.run_stage = _tracking_stage(run_module.run_stage)
     if os.environ.get("DS_TEST_DIE"):
-        rank, stage, epoch, *hang = os.environ["DS_TEST_DIE"].split(":")
+        rank, where, epoch, *hang = os.environ["DS_TEST_DIE"].split(":")
         loop_module._run_epoch = _dying_epoch(
-            loop_module._run_epoch, int(rank), stage, int(epoch), hang == ["hang"]
+            loop_module._run_epoch, int(rank), where, int(epoch), hang == ["hang"]
         )
+    if os.environ.get("DS_TEST_DIVERGE"):
+        distributed.join(True)
+        _diverge()
     for recipe in recipes:
         CURRENT["recipe"] = Path(recipe).stem
         run_module.run_recipe(recipe, Path(out) / Path(recipe).stem, progress=False)
-    if os.environ.get("DS_TEST_DIVERGE"):
-        _diverge()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -90,22 +91,27 @@ def _single(recipe: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One torchrun launch (two recipes and a diverged model), and the 1-process references."""
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One torchrun launch — a diverged model, two recipes, then a third recipe during which
+    rank 1 dies, failing the job — and the 1-process references of the first two."""
     root = tmp_path_factory.mktemp("torchrun")
     recipes = root / "recipes"
     recipes.mkdir()
-    two = [_recipe(recipes, "kmeans", PRUNE_KMEANS, 16), _recipe(recipes, "qat", QAT, 16)]
+    two = [
+        _recipe(recipes, "kmeans", PRUNE_KMEANS, 16),
+        _recipe(recipes, "qat", QAT, 16),
+        _recipe(recipes, "killed", KILLED, 16),
+    ]
     dump = root / "ranks"
     dump.mkdir()
-    code, output = torchrun(
-        [str(root / "two"), *map(str, two)], {"DS_TEST_DUMP": str(dump), "DS_TEST_DIVERGE": "1"}
-    )
-    assert code == 0, output[-4000:]
+    env = {"DS_TEST_DUMP": str(dump), "DS_TEST_DIVERGE": "1",
+           "DS_TEST_DIE": "1:killed/02-fine_tune:2", "DEEPSHRINK_DIST_TIMEOUT": "30"}  # fmt: skip
+    code, output = torchrun([str(root / "two"), *map(str, two)], env)
     one = root / "one"
     for name, body in (("kmeans", PRUNE_KMEANS), ("qat", QAT)):
         _single(_recipe(recipes, f"{name}-one", body, 32), one / name)
-    return {"two": root / "two", "one": one, "ranks": dump, "root": root}
+    return {"two": root / "two", "one": one, "ranks": dump, "code": code, "output": output,
+            "killed": two[2]}  # fmt: skip
 
 
 def _largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -115,7 +121,7 @@ def _largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 @pytest.mark.parametrize("name", ["kmeans", "qat"])
 def test_two_processes_train_like_one_with_the_global_batch(
-    runs: dict[str, Path], name: str
+    runs: dict[str, Any], name: str
 ) -> None:
     for stage in sorted(p.name for p in (runs["one"] / name / "stages").iterdir()):
         two = load_file(runs["two"] / name / "stages" / stage / "model.safetensors")
@@ -128,7 +134,7 @@ def test_two_processes_train_like_one_with_the_global_batch(
     assert _largest_difference(two, one) <= TOLERANCE[name]
 
 
-def test_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Path]) -> None:
+def test_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Any]) -> None:
     dumps = sorted(runs["ranks"].glob("*-rank0.safetensors"))
     stages = {p.name.split("-rank")[0] for p in dumps}
     assert {"kmeans-03-quantize", "kmeans-04-fine_tune", "qat-02-fine_tune"} <= stages
@@ -145,18 +151,18 @@ def test_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Path]) ->
         assert (~last[key]).sum() > 0 and bool((weight[~last[key]] == 0).all()), key
 
 
-def test_one_set_of_files(runs: dict[str, Path]) -> None:
+def test_one_set_of_files(runs: dict[str, Any]) -> None:
     def files(folder: Path) -> list[str]:
         return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
     for name in ("kmeans", "qat"):
         assert files(runs["two"] / name) == files(runs["one"] / name)
-    assert sorted(p.name for p in runs["two"].iterdir()) == ["kmeans", "qat"]
+    assert sorted(p.name for p in runs["two"].iterdir()) == ["killed", "kmeans", "qat"]
     state = json.loads((runs["two"] / "kmeans" / "state.json").read_text())
     assert [entry["label"] for entry in state["done"]][-1] == "04-fine_tune"
 
 
-def test_a_diverged_rank_is_named(runs: dict[str, Path]) -> None:
+def test_a_diverged_rank_is_named(runs: dict[str, Any]) -> None:
     for rank in (0, 1):
         message = (runs["ranks"] / f"diverge-rank{rank}.txt").read_text()
         assert "after the test: rank 1 holds another 1.weight than rank 0" in message
@@ -172,17 +178,15 @@ def _digests(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("model.safetensors")}
 
 
-def test_a_dead_rank_fails_the_job_and_resume_continues(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, "killed", KILLED, 16)
-    env = {"DS_TEST_DIE": "1:02-fine_tune:2", "DEEPSHRINK_DIST_TIMEOUT": "30"}
-    code, output = torchrun([str(tmp_path / "out"), str(recipe)], env)
-    out = tmp_path / "out" / "killed"
-    assert code != 0 and "exitcode  : 1" in output, output[-3000:]
+def test_a_dead_rank_fails_the_job_and_resume_continues(runs: dict[str, Any]) -> None:
+    code, output = runs["code"], runs["output"]
+    assert code != 0 and "exitcode  : 1" in output, output[-3000:]  # torchrun names rank 1
+    out = runs["two"] / "killed"
     state = json.loads((out / "state.json").read_text())
     assert [entry["label"] for entry in state["done"]] == ["01-prune"]
     assert not (out / "metrics.json").exists()
     finished = _digests(out / "stages")
-    result = run_prepared(prepare(*load_recipe(recipe)), out, resume=True, progress=False)
+    result = run_prepared(prepare(*load_recipe(runs["killed"])), out, resume=True, progress=False)
     assert [entry["label"] for entry in result.stages][-1] == "02-fine_tune"
     after = _digests(out / "stages")
     assert {k: after[k] for k in finished} == finished  # the finished stages were kept
