@@ -150,7 +150,9 @@ def sweep_recipe(
 
     check_backend(backend, address, workers, gpus)
     _, text = load_recipe(path)
-    document, base, out = load_yaml(text, str(path)), str(Path(path).parent), Path(out)
+    document, out = load_yaml(text, str(path)), Path(out)
+    # absolute: a worker of a Ray cluster does not share this working directory
+    base, folder = str(Path(path).parent.absolute()), out.absolute()
     trials = []
     for label, variant in variants(document, settings):
         variant_text = yaml.safe_dump(variant, sort_keys=False)
@@ -159,7 +161,7 @@ def sweep_recipe(
         except ConfigError as error:
             raise ConfigError(f"variant {label}: {error}") from None
         serial = backend == "serial"
-        trials.append(_Variant(label, variant_text, base, str(out / label), allow_code,
+        trials.append(_Variant(label, variant_text, base, str(folder / label), allow_code,
                                progress and serial, prepared if serial else None))  # fmt: skip
     _io.check_writable_folder(out)
     _io.check_unlocked(out)
