@@ -27,7 +27,7 @@ from typing import Any
 
 from deepshrink.errors import ConfigError, one_line, quoted
 
-__all__ = ["BACKENDS", "INSTALL_HINT", "Trial", "check_backend", "map_trials"]
+__all__ = ["BACKENDS", "INSTALL_HINT", "Trial", "check_backend", "map_trials", "ray_session"]
 
 logger = logging.getLogger(__name__)
 
