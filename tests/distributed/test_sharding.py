@@ -60,3 +60,13 @@ def test_the_timeout_variable_is_checked(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_ranges_are_left_alone_outside_data_parallel_training() -> None:
     low, high = torch.tensor([-1.0]), torch.tensor([2.0])
     assert synced_range(low, high) == (low, high)
+
+
+def test_any_map_dataset_is_shared_out_like_the_single_process_loader() -> None:
+    data = torch.utils.data.TensorDataset(torch.arange(40.0).reshape(20, 2), torch.arange(20))
+    single = list(train_batches(data, 8, torch.Generator().manual_seed(5)))
+    ranks = [list(train_batches(data, 4, torch.Generator().manual_seed(5), World(r, 2)))
+             for r in range(2)]  # fmt: skip
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 2
+    for whole, *parts in zip(single, *ranks, strict=True):
+        assert torch.equal(torch.cat([p[1] for p in parts]), whole[1])
