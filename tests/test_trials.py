@@ -59,11 +59,7 @@ GRID = ["model.args.hidden=32,12", "stages[1].prune.sparsity=0.3,0.9"]
 def _recipe(folder: Path, text: str = DIGITS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tinynet.py").write_text(FACTORY)
-    (folder / "tiny.yaml").write_text(
-        text.replace(
-            "model: {factory: 'tinynet:build'}", "model: {factory: 'tinynet:build', args: {}}"
-        )
-    )
+    (folder / "tiny.yaml").write_text(text)
     return folder / "tiny.yaml"
 
 
@@ -101,11 +97,8 @@ def serial_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The serial sweep of ``GRID`` on the command line (2 of its 4 variants fail), run once
     from a process with 2 torch threads where the Ray workers have 1."""
     folder = tmp_path_factory.mktemp("serial")
-    recipe, out, printed = (
-        _recipe(folder / "recipe", FACTORY_RECIPE),
-        folder / "sweep",
-        io.StringIO(),
-    )
+    recipe, out = _recipe(folder / "recipe", FACTORY_RECIPE), folder / "sweep"
+    printed = io.StringIO()
     torch.set_num_threads(2)
     try:
         with contextlib.redirect_stdout(printed):
@@ -131,10 +124,8 @@ def test_a_variant_that_fails_is_a_row_with_its_error_and_the_others_run(
     assert sorted(serial_sweep["models"]) == ["hidden=32_sparsity=0.3", "hidden=32_sparsity=0.9"]
     assert "| hidden=12_sparsity=0.3 | — |" in serial_sweep["table"]
     assert "failed: RuntimeError: mat1" in serial_sweep["table"]
-    assert (
-        "2 of 4 variants failed: hidden=12_sparsity=0.3, hidden=12_sparsity=0.9"
-        in (serial_sweep["printed"])
-    )
+    failed = "2 of 4 variants failed: hidden=12_sparsity=0.3, hidden=12_sparsity=0.9"
+    assert failed in serial_sweep["printed"]
 
 
 def test_the_ray_backend_without_ray_names_the_install_line(
@@ -151,9 +142,8 @@ def test_the_ray_backend_without_ray_names_the_install_line(
     assert err == "error: the ray backend needs Ray: pip install 'deepshrink[ray]'\n"
     assert not out.exists()
     code = main(["sweep", str(recipe), "--set", "seed=1", "--out", str(out), "--workers", "2"])
-    assert (
-        code == 2 and "--workers and --gpus-per-trial need --backend ray" in capsys.readouterr().err
-    )
+    assert code == 2
+    assert "--workers and --gpus-per-trial need --backend ray" in capsys.readouterr().err
 
 
 # --- on Ray --------------------------------------------------------------------------------
