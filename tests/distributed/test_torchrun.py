@@ -52,6 +52,12 @@ QAT = """\
 """
 
 
+KILLED = """\
+  - prune: {{method: magnitude, sparsity: 0.6}}
+  - fine_tune: {{epochs: 3, batch_size: {batch}, lr: 0.01}}
+"""
+
+
 def _recipe(folder: Path, name: str, body: str, batch: int) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(HEAD.format(name=name) + body.format(batch=batch))
@@ -90,11 +96,21 @@ def _single(recipe: Path, out: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def test_two_processes_under_torchrun(tmp_path: Path) -> None:
+    """One torchrun launch (one test, so that pytest-xdist never starts it twice), then each
+    property in its own check."""
+    runs = _launch(tmp_path)
+    for name in ("kmeans", "qat"):
+        _check_two_processes_train_like_one_with_the_global_batch(runs, name)
+    _check_every_rank_holds_the_same_masks_and_centroids(runs)
+    _check_one_set_of_files(runs)
+    _check_a_diverged_rank_is_named(runs)
+    _check_a_dead_rank_fails_the_job_and_resume_continues(runs)
+
+
+def _launch(root: Path) -> dict[str, Any]:
     """One torchrun launch — a diverged model, two recipes, then a third recipe during which
     rank 1 dies, failing the job — and the 1-process references of the first two."""
-    root = tmp_path_factory.mktemp("torchrun")
     recipes = root / "recipes"
     recipes.mkdir()
     two = [
@@ -119,8 +135,7 @@ def _largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("name", ["kmeans", "qat"])
-def test_two_processes_train_like_one_with_the_global_batch(
+def _check_two_processes_train_like_one_with_the_global_batch(
     runs: dict[str, Any], name: str
 ) -> None:
     for stage in sorted(p.name for p in (runs["one"] / name / "stages").iterdir()):
@@ -134,7 +149,7 @@ def test_two_processes_train_like_one_with_the_global_batch(
     assert _largest_difference(two, one) <= TOLERANCE[name]
 
 
-def test_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Any]) -> None:
+def _check_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Any]) -> None:
     dumps = sorted(runs["ranks"].glob("*-rank0.safetensors"))
     stages = {p.name.split("-rank")[0] for p in dumps}
     assert {"kmeans-03-quantize", "kmeans-04-fine_tune", "qat-02-fine_tune"} <= stages
@@ -151,7 +166,7 @@ def test_every_rank_holds_the_same_masks_and_centroids(runs: dict[str, Any]) -> 
         assert (~last[key]).sum() > 0 and bool((weight[~last[key]] == 0).all()), key
 
 
-def test_one_set_of_files(runs: dict[str, Any]) -> None:
+def _check_one_set_of_files(runs: dict[str, Any]) -> None:
     def files(folder: Path) -> list[str]:
         return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
@@ -162,23 +177,17 @@ def test_one_set_of_files(runs: dict[str, Any]) -> None:
     assert [entry["label"] for entry in state["done"]][-1] == "04-fine_tune"
 
 
-def test_a_diverged_rank_is_named(runs: dict[str, Any]) -> None:
+def _check_a_diverged_rank_is_named(runs: dict[str, Any]) -> None:
     for rank in (0, 1):
         message = (runs["ranks"] / f"diverge-rank{rank}.txt").read_text()
         assert "after the test: rank 1 holds another 1.weight than rank 0" in message
-
-
-KILLED = """\
-  - prune: {{method: magnitude, sparsity: 0.6}}
-  - fine_tune: {{epochs: 3, batch_size: {batch}, lr: 0.01}}
-"""
 
 
 def _digests(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("model.safetensors")}
 
 
-def test_a_dead_rank_fails_the_job_and_resume_continues(runs: dict[str, Any]) -> None:
+def _check_a_dead_rank_fails_the_job_and_resume_continues(runs: dict[str, Any]) -> None:
     code, output = runs["code"], runs["output"]
     assert code != 0 and "exitcode  : 1" in output, output[-3000:]  # torchrun names rank 1
     out = runs["two"] / "killed"
