@@ -196,8 +196,8 @@ def test_a_sensitivity_scan_on_ray_equals_the_serial_scan(local_ray: Any) -> Non
     assert len({a for curve in ray.curves.values() for _, a in curve}) > 1  # the trials differ
 
 
-def test_ray_trials_keep_order_and_errors_and_a_dead_worker_fails_its_trial_only(
-    local_ray: Any,
+def test_ray_trials_keep_order_and_errors_a_dead_worker_fails_its_trial_only_gpus_are_checked(
+    local_ray: Any, serial_sweep: dict[str, Any], tmp_path: Path
 ) -> None:
     trials = map_trials(math.sqrt, [4.0, -1.0, 9.0], backend="ray")
     assert [(t.value, t.error) for t in trials] == [(2.0, None),
@@ -208,3 +208,10 @@ def test_ray_trials_keep_order_and_errors_and_a_dead_worker_fails_its_trial_only
     ]  # fmt: skip
     died = map_trials(os._exit, [3], backend="ray")[0]  # the worker process exits mid-task
     assert not died.ok and died.error.startswith("WorkerCrashedError")
+    gpus = local_ray.cluster_resources().get("GPU", 0) + 1  # more than the cluster has: Ray
+    with pytest.raises(ConfigError, match=f"gpus per trial: {gpus:g} asked, the Ray cluster has"):
+        map_trials(abs, [1], backend="ray", gpus=gpus)  # would wait for them forever
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(serial_sweep["recipe"]), "--set", GRID[0], "--allow-code", "--out",
+            str(out), "--backend", "ray", "--gpus-per-trial", f"{gpus:g}"]  # fmt: skip
+    assert main(argv) == 2 and not out.exists()  # refused before anything is written

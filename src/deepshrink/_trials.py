@@ -101,7 +101,7 @@ def map_trials(
             trials.append(Trial(item, *_call(fn, shared, item)))
             _log_done(index, len(items), trials[-1], label)
         return trials
-    with ray_session(address, workers) as ray:
+    with ray_session(address, workers, gpus) as ray:
         return _map_ray(ray, fn, items, workers, gpus, shared, label)
 
 
@@ -161,11 +161,15 @@ def _import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
+def ray_session(
+    address: str | None = None, workers: int | None = None, gpus: float = 0
+) -> Iterator[Any]:
     """The ``ray`` module, connected: to the caller's session, to ``address`` (or
-    ``RAY_ADDRESS``), or to a local Ray started here and shut down on exit."""
+    ``RAY_ADDRESS``), or to a local Ray started here and shut down on exit; refused when the
+    cluster has fewer than ``gpus`` GPUs (Ray would wait for them forever)."""
     ray = _import_ray()
     if ray.is_initialized():
+        _check_gpus(ray, gpus)
         yield ray
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -186,9 +190,17 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
             "(RAY_AUTH_TOKEN, or `ray get-auth-token` on its head node)"
         ) from None
     try:
+        _check_gpus(ray, gpus)
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_gpus(ray: Any, gpus: float) -> None:
+    available = ray.cluster_resources().get("GPU", 0)
+    if gpus > available:
+        raise ConfigError(f"gpus per trial: {gpus:g} asked, the Ray cluster has {available:g} "
+                          "GPUs; ask for fewer (0 runs on CPUs)")  # fmt: skip
 
 
 def _check_reachable(address: str) -> None:

@@ -10,6 +10,7 @@ Every variant is validated before the first one runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepshrink import _io
-from deepshrink._trials import check_backend, map_trials
+from deepshrink._trials import check_backend, map_trials, ray_session
 from deepshrink.errors import ConfigError, quoted
 from deepshrink.recipe.run import Prepared, RunResult, _resolve_paths, execute, prepare
 from deepshrink.recipe.schema import parse_recipe
@@ -166,7 +167,9 @@ def sweep_recipe(
     _io.check_writable_folder(out)
     _io.check_unlocked(out)
     _check_empty(out)
-    with _io.folder_lock(out):
+    # Ray starts (and its GPUs are checked) before anything is written
+    session = ray_session(address, workers, gpus) if backend == "ray" else contextlib.nullcontext()
+    with session, _io.folder_lock(out):
         _check_empty(out)
         done = map_trials(_run_variant, trials, backend=backend, address=address,
                           workers=workers, gpus=gpus, label=lambda v: v.label)  # fmt: skip
