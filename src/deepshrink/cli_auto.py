@@ -184,7 +184,8 @@ def auto_command(checkpoint: Path, data_name: str, data_root: Path | None,
     bundle = _load_data(data_name, data_root)
     _check_fits(net, checkpoint.name, bundle)
     if dry_run:
-        _dry_run(net, bundle, latency, settings, scan_samples, held_out, grid, steps, round_to)
+        shape = {"latency": latency, "steps": steps, "round_to": round_to, "speedup": speedup}
+        _dry_run(net, bundle, settings, scan_samples, held_out, grid, shape)
         return
     report = auto_compress(
         net, bundle, max_bytes=size, max_accuracy_drop=max_accuracy_drop, out=out,
@@ -208,13 +209,12 @@ def auto_command(checkpoint: Path, data_name: str, data_root: Path | None,
     click.echo(f"report: {Path(out) / 'auto.json'}")
 
 
-def _dry_run(net: Any, bundle: Any, latency: bool, settings: Any, scan_samples: int,
-             held_out: int, grid: dict[str, Any], steps: int, round_to: int) -> None:  # fmt: skip
+def _dry_run(net: Any, bundle: Any, settings: Any, scan_samples: int, held_out: int,
+             grid: dict[str, Any], options: dict[str, Any]) -> None:  # fmt: skip
     from deepshrink.auto.estimate import expected_time
 
-    expected = expected_time(net, bundle, latency=latency, settings=settings,
-                             scan_samples=scan_samples, held_out=held_out, steps=steps,
-                             round_to=round_to, **grid)  # fmt: skip
+    expected = expected_time(net, bundle, settings=settings, scan_samples=scan_samples,
+                             held_out=held_out, **grid, **options)  # fmt: skip
     click.echo(f"expected time: {expected.text()}")
 
 

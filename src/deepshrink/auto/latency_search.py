@@ -37,7 +37,7 @@ from torch import nn
 from deepshrink.auto import state
 from deepshrink.auto.channels import cut_model, discover, layer_roles, plan_widths, scan_widths
 from deepshrink.auto.compress import FineTune, fine_tune_
-from deepshrink.auto.estimate import estimate
+from deepshrink.auto.estimate import estimate, plan_seconds
 from deepshrink.auto.latency import build_table, layer_shapes
 from deepshrink.auto.widths import LayerCost, WidthChoice, allocate_widths, uniform_widths
 from deepshrink.errors import ConfigError
@@ -137,13 +137,13 @@ def compress_to_latency(
     train, held = state.split(data, held_out, settings.seed, settings.train_samples)
     example = with_batch_size(derive_inputs(teacher, held, None), budget.batch)
     baseline = export(teacher, folder / "baseline.fp32.onnx", example_inputs=example)
-    planned = time.perf_counter()
     groups, skipped = discover(teacher, example, steps=steps, round_to=round_to,
                                criterion=criterion)  # fmt: skip
     expected = estimate(teacher, train, options=sum(len(g.widths) - 1 for g in groups),
                         scan_samples=min(scan_samples, len(held)), held_out=len(held),
                         epochs=settings.prune_epochs, batch_size=settings.batch_size,
-                        per_option=time.perf_counter() - planned)  # fmt: skip
+                        per_option=plan_seconds(teacher, groups, example, round_to),
+                        student_share=1 / budget.speedup if budget.speedup else 1.0)  # fmt: skip
     logger.info("auto: expected time %s", expected.text())
     losses, roles, reference = _cached_scan(folder, teacher, groups, held, example, scan_samples,
                                             round_to, criterion, resume)  # fmt: skip

@@ -131,7 +131,7 @@ def _expected_time(context: Context, stage: Any) -> Any:
     return expected_time(
         context.model, context.data, latency=latency, settings=tune,
         scan_samples=s.scan_samples, held_out=s.held_out, sparsities=s.sparsities, bits=s.bits,
-        steps=s.steps, round_to=s.round_to,
+        steps=s.steps, round_to=s.round_to, speedup=s.speedup,
     )  # fmt: skip
 
 
