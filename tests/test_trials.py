@@ -1,7 +1,7 @@
 """Independent trials: one after another, or as Ray tasks with the same results.
 
-Each Ray test needs the optional extra (``deepshrink[ray]``, in ``dev``): without it they are
-skipped, except under CI where that is an error. One local Ray (2 CPUs) serves the module.
+The Ray checks need the optional extra (``deepshrink[ray]``, in ``dev``): without it they are
+skipped, except under CI where that is an error. One test starts a local Ray (2 CPUs) once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import operator
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,42 +91,6 @@ def test_backend_settings_are_checked_before_any_trial() -> None:
     assert calls == []
 
 
-@pytest.fixture(scope="module")
-def serial_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The serial sweep of ``GRID`` on the command line (2 of its 4 variants fail), run once
-    from a process with 2 torch threads where the Ray workers have 1."""
-    folder = tmp_path_factory.mktemp("serial")
-    recipe, out = _recipe(folder / "recipe", FACTORY_RECIPE), folder / "sweep"
-    printed = io.StringIO()
-    torch.set_num_threads(2)
-    try:
-        with contextlib.redirect_stdout(printed):
-            code = main(["-q", "sweep", str(recipe), "--set", GRID[0], "--set", GRID[1], "--out",
-                         str(out), "--allow-code"])  # fmt: skip
-    finally:
-        torch.set_num_threads(1)
-    return {"recipe": recipe, "code": code, "printed": printed.getvalue(), **_outputs(out)}
-
-
-def test_a_variant_that_fails_is_a_row_with_its_error_and_the_others_run(
-    serial_sweep: dict[str, Any],
-) -> None:
-    rows = serial_sweep["rows"]
-    assert serial_sweep["code"] == 1
-    assert [(r["label"], r["status"]) for r in rows] == [
-        ("hidden=32_sparsity=0.3", "ok"), ("hidden=32_sparsity=0.9", "ok"),
-        ("hidden=12_sparsity=0.3", "failed"), ("hidden=12_sparsity=0.9", "failed"),
-    ]  # fmt: skip
-    assert rows[0]["nonzero_parameters"] > rows[1]["nonzero_parameters"]
-    assert rows[0]["error"] is None and rows[2]["accuracy"] is None
-    assert rows[2]["error"].startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied")
-    assert sorted(serial_sweep["models"]) == ["hidden=32_sparsity=0.3", "hidden=32_sparsity=0.9"]
-    assert "| hidden=12_sparsity=0.3 | — |" in serial_sweep["table"]
-    assert "failed: RuntimeError: mat1" in serial_sweep["table"]
-    failed = "2 of 4 variants failed: hidden=12_sparsity=0.3, hidden=12_sparsity=0.9"
-    assert failed in serial_sweep["printed"]
-
-
 def test_the_ray_backend_without_ray_names_the_install_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -167,26 +130,47 @@ def test_an_address_where_no_cluster_answers_is_refused_at_once() -> None:
         map_trials(abs, [1], backend="ray", address="head-node")
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[Any]:
-    """A local Ray with 2 CPUs, started as the sweep starts one, for the whole module."""
-    _need_ray()
-    with ray_session(workers=2) as ray:
-        yield ray
-    assert not ray.is_initialized()  # the session started here is shut down
+def _serial_sweep(folder: Path) -> dict[str, Any]:
+    """The serial sweep of ``GRID`` on the command line (2 of its 4 variants fail), run from a
+    process with 2 torch threads where the Ray workers have 1."""
+    recipe, out = _recipe(folder / "recipe", FACTORY_RECIPE), folder / "serial"
+    printed = io.StringIO()
+    torch.set_num_threads(2)
+    try:
+        with contextlib.redirect_stdout(printed):
+            code = main(["-q", "sweep", str(recipe), "--set", GRID[0], "--set", GRID[1], "--out",
+                         str(out), "--allow-code"])  # fmt: skip
+    finally:
+        torch.set_num_threads(1)
+    return {"recipe": recipe, "code": code, "printed": printed.getvalue(), **_outputs(out)}
 
 
-def test_a_ray_sweep_gives_the_serial_table_models_and_failures(
-    local_ray: Any, serial_sweep: dict[str, Any], tmp_path: Path
-) -> None:
-    options = ["--backend", "ray", "--workers", "2", "--allow-code", "--out", str(tmp_path / "ray")]
-    code = main(["-q", "sweep", str(serial_sweep["recipe"]), "--set", GRID[0], "--set", GRID[1],
+def _check_failed_variants(serial: dict[str, Any]) -> None:
+    rows = serial["rows"]
+    assert serial["code"] == 1
+    assert [(r["label"], r["status"]) for r in rows] == [
+        ("hidden=32_sparsity=0.3", "ok"), ("hidden=32_sparsity=0.9", "ok"),
+        ("hidden=12_sparsity=0.3", "failed"), ("hidden=12_sparsity=0.9", "failed"),
+    ]  # fmt: skip
+    assert rows[0]["nonzero_parameters"] > rows[1]["nonzero_parameters"]
+    assert rows[0]["error"] is None and rows[2]["accuracy"] is None
+    assert rows[2]["error"].startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert sorted(serial["models"]) == ["hidden=32_sparsity=0.3", "hidden=32_sparsity=0.9"]
+    assert "| hidden=12_sparsity=0.3 | — |" in serial["table"]
+    assert "failed: RuntimeError: mat1" in serial["table"]
+    failed = "2 of 4 variants failed: hidden=12_sparsity=0.3, hidden=12_sparsity=0.9"
+    assert failed in serial["printed"]
+
+
+def _check_ray_sweep(serial: dict[str, Any], out: Path) -> None:
+    options = ["--backend", "ray", "--workers", "2", "--allow-code", "--out", str(out)]
+    code = main(["-q", "sweep", str(serial["recipe"]), "--set", GRID[0], "--set", GRID[1],
                  *options])  # fmt: skip
     assert code == 1
-    assert _outputs(tmp_path / "ray") == {k: serial_sweep[k] for k in ("rows", "table", "models")}
+    assert _outputs(out) == {k: serial[k] for k in ("rows", "table", "models")}
 
 
-def test_a_sensitivity_scan_on_ray_equals_the_serial_scan(local_ray: Any) -> None:
+def _check_sensitivity() -> None:
     torch.manual_seed(0)
     data = ArrayDataset(torch.rand(256, 1, 4, 4), torch.randint(0, 4, (256,)))
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
@@ -196,9 +180,7 @@ def test_a_sensitivity_scan_on_ray_equals_the_serial_scan(local_ray: Any) -> Non
     assert len({a for curve in ray.curves.values() for _, a in curve}) > 1  # the trials differ
 
 
-def test_ray_trials_keep_order_and_errors_a_dead_worker_fails_its_trial_only_gpus_are_checked(
-    local_ray: Any, serial_sweep: dict[str, Any], tmp_path: Path
-) -> None:
+def _check_ray_trials(ray: Any, recipe: Path, out: Path) -> None:
     trials = map_trials(math.sqrt, [4.0, -1.0, 9.0], backend="ray")
     assert [(t.value, t.error) for t in trials] == [(2.0, None),
                                                     (None, "ValueError: math domain error"),
@@ -208,10 +190,25 @@ def test_ray_trials_keep_order_and_errors_a_dead_worker_fails_its_trial_only_gpu
     ]  # fmt: skip
     died = map_trials(os._exit, [3], backend="ray")[0]  # the worker process exits mid-task
     assert not died.ok and died.error.startswith("WorkerCrashedError")
-    gpus = local_ray.cluster_resources().get("GPU", 0) + 1  # more than the cluster has: Ray
+    gpus = ray.cluster_resources().get("GPU", 0) + 1  # more than the cluster has: Ray would
     with pytest.raises(ConfigError, match=f"gpus per trial: {gpus:g} asked, the Ray cluster has"):
-        map_trials(abs, [1], backend="ray", gpus=gpus)  # would wait for them forever
-    out = tmp_path / "sweep"
-    argv = ["sweep", str(serial_sweep["recipe"]), "--set", GRID[0], "--allow-code", "--out",
-            str(out), "--backend", "ray", "--gpus-per-trial", f"{gpus:g}"]  # fmt: skip
+        map_trials(abs, [1], backend="ray", gpus=gpus)  # wait for them forever
+    argv = ["sweep", str(recipe), "--set", GRID[0], "--allow-code", "--out", str(out),
+            "--backend", "ray", "--gpus-per-trial", f"{gpus:g}"]  # fmt: skip
     assert main(argv) == 2 and not out.exists()  # refused before anything is written
+
+
+def test_sweeps_and_scans_serially_and_on_ray(tmp_path: Path) -> None:
+    """One test, so that Ray starts once and the serial sweep runs once even when pytest-xdist
+    spreads this module's tests over processes. Serially: 2 of 4 variants fail, each is a row
+    with its error, the others run. On a local Ray with 2 CPUs: the same sweep gives the same
+    rows, table and model files byte for byte; a sensitivity scan equals the serial one; trials
+    keep their order and errors, a dead worker fails its trial only, too many GPUs are refused."""
+    serial = _serial_sweep(tmp_path)
+    _check_failed_variants(serial)
+    _need_ray()
+    with ray_session(workers=2) as ray:
+        _check_ray_sweep(serial, tmp_path / "ray")
+        _check_sensitivity()
+        _check_ray_trials(ray, serial["recipe"], tmp_path / "gpus")
+    assert not ray.is_initialized()  # the Ray started for the test is shut down
