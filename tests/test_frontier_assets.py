@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import deepshrink as ds
+from deepshrink.cli import main
 from deepshrink.train import evaluate
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -25,7 +26,10 @@ TARGETS = {
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_delivered_file_reaches_its_ratio_and_error(
-    name: str, request: pytest.FixtureRequest
+    name: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     least_ratio, max_error = TARGETS[name]
     data = request.getfixturevalue("mnist")
@@ -37,3 +41,10 @@ def test_delivered_file_reaches_its_ratio_and_error(
     result = evaluate(model, data.test)
     assert result.count == len(data.test) == 10_000
     assert 1 - result.top1 <= max_error
+    # ``deepshrink eval`` states the same two numbers
+    monkeypatch.setenv("DEEPSHRINK_DATA", str(request.getfixturevalue("shared_root")))
+    assert main(["eval", str(path), "--data", "mnist", "--no-latency"]) == 0
+    out = capsys.readouterr().out
+    ratio = dense / path.stat().st_size
+    assert f"top-1 error {1 - result.top1:.2%} on 10,000 test images" in out, out
+    assert f"{ratio:.1f}x smaller than the dense fp32 parameters ({dense:,} B)" in out, out
