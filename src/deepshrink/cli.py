@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from deepshrink._cli_common import data_options
 from deepshrink._cli_common import load_data as _load_data
 from deepshrink.cli_auto import auto_command
 from deepshrink.cli_files import eval_command, export_command, inspect_command
-from deepshrink.cli_sweep import backend_options, run_sweep
+from deepshrink.cli_sweep import backend_options, check_serial_options, run_sweep
 from deepshrink.errors import ConfigError, DeepshrinkError, one_line
 
 #: A recipe that names code (model.factory) runs only with this flag.
@@ -123,6 +124,7 @@ def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
     from deepshrink import eval as ds_eval
     from deepshrink import train, zoo
     from deepshrink._io import check_unlocked, folder_lock
+    from deepshrink.train.distributed import is_main
 
     _writable(out)
     config = train.build_config(None, settings)
@@ -133,6 +135,8 @@ def train_command(model: str, data_name: str, data_root: Path | None, out: Path,
     check_unlocked(out)
     with folder_lock(out):  # one training run per folder
         train.fit(net, bundle, config, checkpoint_dir=out / "state", resume=resume)
+    if not is_main():  # under torchrun, rank 0 alone reports and writes
+        return
     result = ds_eval.report(net, bundle.test, name=model, threads=config.threads)
     metadata = {"data": data_name, "report": result.to_dict(), "fit": config.model_dump()}
     path = train.save_checkpoint(net, out / "model", metadata=metadata)
@@ -164,6 +168,7 @@ def run_command(recipe: Path, out: Path | None, resume: bool, allow_code: bool) 
     from deepshrink._io import check_unlocked, safe_name
     from deepshrink.recipe import load_recipe, prepare
     from deepshrink.recipe.run import check_out, recipe_digest, run_prepared
+    from deepshrink.train.distributed import is_main
 
     if out is not None:
         _writable(out)
@@ -174,6 +179,8 @@ def run_command(recipe: Path, out: Path | None, resume: bool, allow_code: bool) 
     check_out(folder, recipe_digest(text), resume)
     prepared = prepare(parsed, text, allow_code=allow_code)
     result = run_prepared(prepared, folder, resume=resume)
+    if not is_main():  # under torchrun, rank 0 alone prints
+        return
     console = _console()
     console.print(result.comparison.to_markdown())
     console.print(f"run folder: {folder} (report.md, report.html, metrics.json, plots/)")
@@ -238,8 +245,9 @@ def sweep_command(
     help="Accuracy drop allowed for a suggested per-layer sparsity (fraction).",
 )
 @click.option("--out", type=_PATH, default=Path("runs/sensitivity"), show_default=True)
-def sensitivity_command(checkpoint: Path, data_name: str, data_root: Path | None,
-                        sparsities: str, tolerance: float, out: Path) -> None:  # fmt: skip
+@partial(backend_options, gpus=False)
+def sensitivity_command(checkpoint: Path, data_name: str, data_root: Path | None, sparsities: str,
+                        tolerance: float, out: Path, **backend: Any) -> None:  # fmt: skip
     """Prune each layer of CHECKPOINT alone at each sparsity; plot and suggest per-layer targets."""
     from deepshrink import _io, train
     from deepshrink.eval.sensitivity import sensitivity
@@ -252,9 +260,10 @@ def sensitivity_command(checkpoint: Path, data_name: str, data_root: Path | None
         raise ConfigError(
             f"--sparsities: expected numbers like 0.5,0.9, got {sparsities!r}"
         ) from None
+    check_serial_options(backend)
     net, _ = train.load_checkpoint(checkpoint)
     bundle = _load_data(data_name, data_root)
-    result = sensitivity(net, bundle.test, values)
+    result = sensitivity(net, bundle.test, values, **backend)
     suggested = result.suggest(tolerance)
     _io.atomic_write_json(out / "sensitivity.json", {**result.to_dict(), "suggested": suggested,
                                                       "tolerance": tolerance})  # fmt: skip

@@ -9,31 +9,31 @@ import click
 
 from deepshrink._trials import BACKENDS
 
-__all__ = ["backend_options", "run_sweep"]
+__all__ = ["backend_options", "check_serial_options", "run_sweep"]
 
 
-def backend_options(function: Any) -> Any:
-    """``--backend``, ``--address``, ``--workers``, ``--gpus-per-trial``."""
+def backend_options(function: Any, gpus: bool = True) -> Any:
+    """``--backend``, ``--address``, ``--workers`` and (with ``gpus``) ``--gpus-per-trial``."""
     options = [
         click.option(
             "--backend",
             type=click.Choice(BACKENDS),
             default="serial",
             show_default=True,
-            help="Run the variants one after another, or as Ray tasks (pip install "
+            help="Run the trials one after another, or as Ray tasks (pip install "
             "'deepshrink[ray]').",
         ),
         click.option(
             "--address",
             metavar="HOST:PORT",
             help="Ray cluster to use (ray start --head prints it); default: RAY_ADDRESS, else "
-            "a local Ray started for the sweep.",
+            "a local Ray started for the command.",
         ),
         click.option(
             "--workers",
             type=click.IntRange(1, 4096),
             metavar="N",
-            help="Variants run at once on Ray (default: the CPUs of the local Ray, or all).",
+            help="Trials run at once on Ray (default: the CPUs of the local Ray, or all).",
         ),
         click.option(
             "--gpus-per-trial",
@@ -45,9 +45,21 @@ def backend_options(function: Any) -> Any:
             "task that asks for none.",
         ),
     ]
+    if not gpus:
+        options.pop()
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def check_serial_options(backend: dict[str, Any]) -> None:
+    """The Ray-only options are refused with the serial backend, not ignored."""
+    if backend["backend"] == "serial" and any(
+        backend.get(name) for name in ("address", "workers", "gpus")
+    ):
+        names = "--address, --workers and --gpus-per-trial" if "gpus" in backend else (
+            "--address and --workers")  # fmt: skip
+        raise click.UsageError(f"{names} need --backend ray")
 
 
 def run_sweep(
@@ -65,10 +77,7 @@ def run_sweep(
     name = safe_name(load_recipe(recipe)[0].name, "recipe")
     folder = out if out is not None else Path("runs") / f"{name}-sweep"
     check_writable_folder(folder, "--out")
-    if backend["backend"] == "serial" and (
-        backend["address"] or backend["workers"] or backend["gpus"]
-    ):
-        raise click.UsageError("--address, --workers and --gpus-per-trial need --backend ray")
+    check_serial_options(backend)
     rows = sweep_recipe(recipe, list(settings), folder, allow_code=allow_code, **backend)
     console = Console()
     console.print((folder / "sweep.md").read_text(encoding="utf-8"))
