@@ -82,10 +82,10 @@ def load_recipe(path: str | Path) -> tuple[Recipe, str]:
         raise ConfigError(f"recipe {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"recipe {path} cannot be read: {str(error)[:200]}") from None
-    return _resolve_paths(parse_recipe(load_yaml(text, str(path))), path.parent), text
+    return resolve_paths(parse_recipe(load_yaml(text, str(path))), path.parent), text
 
 
-def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     """Relative ``model.checkpoint`` and ``data.root`` are relative to the recipe's folder."""
     model, data = recipe.model, recipe.data
     if model.checkpoint is not None and not Path(model.checkpoint).is_absolute():

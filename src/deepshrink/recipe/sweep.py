@@ -22,7 +22,7 @@ from typing import Any
 from deepshrink import _io
 from deepshrink._trials import check_backend, map_trials, ray_session
 from deepshrink.errors import ConfigError, quoted
-from deepshrink.recipe.run import Prepared, RunResult, _resolve_paths, execute, prepare
+from deepshrink.recipe.run import Prepared, RunResult, resolve_paths, execute, prepare
 from deepshrink.recipe.schema import parse_recipe
 
 __all__ = ["MAX_VARIANTS", "parse_setting", "sweep_recipe"]
@@ -113,7 +113,7 @@ class _Variant:
 def _prepare(text: str, base: str, allow_code: bool) -> Prepared:
     from deepshrink.recipe._yaml import load_yaml
 
-    recipe = _resolve_paths(parse_recipe(load_yaml(text, "variant")), Path(base))
+    recipe = resolve_paths(parse_recipe(load_yaml(text, "variant")), Path(base))
     return prepare(recipe, text, allow_code=allow_code)
 
 
