@@ -147,3 +147,19 @@ def test_auto_stage_continues_from_the_delivered_onnx_model(
     w1, w2 = report["widths"]["fc1"], report["widths"]["fc2"]
     assert w1 < 128 and metrics["artifacts"]["delivered"].endswith("auto/model.onnx")
     assert metrics["final"]["macs"] == 64 * w1 + w1 * w2 + w2 * 10  # went on at those widths
+
+
+def test_resume_reuses_the_width_scan_and_says_so(trained, stub_table, tmp_path, caplog) -> None:
+    import logging
+
+    model, data = trained
+    check, _ = _checker([1.6, 1.7, 1.6, 1.7])
+    options = {"steps": 4, "checker": check}
+    first = auto_compress(model, data, speedup=1.5, out=tmp_path, latency=options, **FAST)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="deepshrink.auto"):
+        again = auto_compress(model, data, speedup=1.5, out=tmp_path, latency=options,
+                              resume=True, **FAST)  # fmt: skip
+    assert "the saved width scan is reused" in caplog.text
+    assert "auto width scan 1/" not in caplog.text  # nothing scanned again
+    assert again.losses == first.losses and again.widths == first.widths

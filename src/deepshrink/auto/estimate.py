@@ -113,9 +113,17 @@ def _quickest(fn: Any) -> float:
 def estimate(
     model: nn.Module, train: Any, *, options: int, scan_samples: int, held_out: int,
     epochs: int, batch_size: int, per_option: float = 0.0, student_share: float = 1.0,
+    threads: int | None = None,
 ) -> Estimate:  # fmt: skip
-    """The :class:`Estimate` of a run on ``train`` (the training part it fine-tunes on)."""
-    per_sample, per_step = measure_costs(model, train, batch_size, student_share)
+    """The :class:`Estimate` of a run on ``train`` (the training part it fine-tunes on), its
+    costs measured on ``threads`` torch threads (the fine-tune's; default: as set now)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        per_sample, per_step = measure_costs(model, train, batch_size, student_share)
+    finally:
+        torch.set_num_threads(previous)
     steps = math.ceil(len(train) / batch_size)
     return Estimate(options, per_sample, per_option, per_step, steps, scan_samples, epochs,
                     held_out)  # fmt: skip
@@ -150,7 +158,8 @@ def expected_time(
     share = 1 / speedup if speedup else 1.0
     return estimate(model, train, options=options, scan_samples=min(scan_samples, len(held)),
                     held_out=len(held), epochs=epochs, batch_size=settings.batch_size,
-                    per_option=per_option, student_share=share)  # fmt: skip
+                    per_option=per_option, student_share=share,
+                    threads=settings.threads)  # fmt: skip
 
 
 def plan_seconds(model: nn.Module, groups: list[Any], example: Any, round_to: int) -> float:

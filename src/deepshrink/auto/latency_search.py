@@ -139,14 +139,18 @@ def compress_to_latency(
     baseline = export(teacher, folder / "baseline.fp32.onnx", example_inputs=example)
     groups, skipped = discover(teacher, example, steps=steps, round_to=round_to,
                                criterion=criterion)  # fmt: skip
-    expected = estimate(teacher, train, options=sum(len(g.widths) - 1 for g in groups),
+    scan = _Scan(folder, teacher, groups, held, example, scan_samples, round_to, criterion)
+    saved = scan.saved() if resume else None
+    options = 0 if saved else sum(len(g.widths) - 1 for g in groups)
+    expected = estimate(teacher, train, options=options,
                         scan_samples=min(scan_samples, len(held)), held_out=len(held),
                         epochs=settings.prune_epochs, batch_size=settings.batch_size,
                         per_option=plan_seconds(teacher, groups, example, round_to),
-                        student_share=1 / budget.speedup if budget.speedup else 1.0)  # fmt: skip
-    logger.info("auto: expected time %s", expected.text())
-    losses, roles, reference = _cached_scan(folder, teacher, groups, held, example, scan_samples,
-                                            round_to, criterion, resume)  # fmt: skip
+                        student_share=1 / budget.speedup if budget.speedup else 1.0,
+                        threads=settings.threads)  # fmt: skip
+    logger.info("auto: expected time %s%s", expected.text(),
+                " (the saved width scan is reused)" if saved else "")  # fmt: skip
+    losses, roles, reference = saved or scan.run()
     seconds = {"scan": time.perf_counter() - began}
     costs, table = _tables(teacher, groups, roles, example, folder, round_to, criterion)
     seconds["tables"] = time.perf_counter() - began - seconds["scan"]
@@ -168,33 +172,48 @@ def compress_to_latency(
     return result
 
 
-def _cached_scan(
-    folder: Path, teacher: nn.Module, groups: list[Any], held: Any, example: Any, samples: int,
-    round_to: int, criterion: str, resume: bool,
-) -> tuple[dict[str, dict[int, float]], dict[str, Any], tuple[float, float]]:  # fmt: skip
-    """The width scan's losses and layer roles, from ``width_scan.json`` when resuming with
-    the same model and settings (a fingerprint)."""
-    import json
+class _Scan:
+    """The width scan's losses and layer roles, kept in ``width_scan.json`` with a fingerprint
+    of the model and the settings; reused when resuming with the same."""
 
-    from deepshrink._io import atomic_write_bytes
+    def __init__(self, folder: Path, teacher: nn.Module, groups: list[Any], held: Any,
+                 example: Any, samples: int, round_to: int, criterion: str) -> None:  # fmt: skip
+        self.folder, self.teacher, self.groups, self.held = folder, teacher, groups, held
+        self.example, self.samples, self.round_to, self.criterion = (
+            example, samples, round_to, criterion)  # fmt: skip
+        self.settings = {"groups": [[g.root, list(g.widths)] for g in groups],
+                         "samples": samples, "held": len(held), "round_to": round_to,
+                         "criterion": criterion}  # fmt: skip
+        self.key = state.fingerprint(teacher, self.settings)
+        self.path = folder / "width_scan.json"
 
-    settings = {"groups": [[g.root, list(g.widths)] for g in groups], "samples": samples,
-                "held": len(held), "round_to": round_to, "criterion": criterion}  # fmt: skip
-    key = state.fingerprint(teacher, settings)
-    path = folder / "width_scan.json"
-    if resume and path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("fingerprint") == key:
-            logger.info("auto width scan: reusing %s", path)
-            losses = {g: {int(w): v for w, v in ws.items()} for g, ws in saved["losses"].items()}
-            return losses, saved["roles"], tuple(saved["reference"])  # type: ignore[return-value]
-    losses, plans, reference = scan_widths(teacher, groups, held, example, samples=samples,
-                                           round_to=round_to, criterion=criterion)  # fmt: skip
-    roles = layer_roles(plans)
-    document = {"fingerprint": key, "settings": settings, "losses": losses, "roles": roles,
-                "reference": list(reference)}  # fmt: skip
-    atomic_write_bytes(path, json.dumps(document, indent=1).encode())
-    return losses, roles, reference
+    def saved(self) -> tuple[dict[str, dict[int, float]], dict[str, Any], Any] | None:
+        import json
+
+        if not self.path.is_file():
+            return None
+        saved = json.loads(self.path.read_text())
+        if saved.get("fingerprint") != self.key:
+            logger.info("auto width scan: %s is for another model or settings", self.path)
+            return None
+        logger.info("auto width scan: reusing %s", self.path)
+        losses = {g: {int(w): v for w, v in ws.items()} for g, ws in saved["losses"].items()}
+        return losses, saved["roles"], tuple(saved["reference"])
+
+    def run(self) -> tuple[dict[str, dict[int, float]], dict[str, Any], Any]:
+        import json
+
+        from deepshrink._io import atomic_write_bytes
+
+        losses, plans, reference = scan_widths(
+            self.teacher, self.groups, self.held, self.example, samples=self.samples,
+            round_to=self.round_to, criterion=self.criterion,
+        )  # fmt: skip
+        roles = layer_roles(plans)
+        document = {"fingerprint": self.key, "settings": self.settings, "losses": losses,
+                    "roles": roles, "reference": list(reference)}  # fmt: skip
+        atomic_write_bytes(self.path, json.dumps(document, indent=1).encode())
+        return losses, roles, reference
 
 
 def _tables(
