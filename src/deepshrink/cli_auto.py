@@ -178,6 +178,11 @@ def auto_command(checkpoint: Path, data_name: str, data_root: Path | None,
     grid = {"sparsities": _numbers("--sparsities", sparsities, float),
             "bits": _numbers("--bits", widths, int)}  # fmt: skip
     latency = max_latency_ms is not None or speedup is not None
+    if max_latency_ms is not None and not max_latency_ms > 0:
+        raise ConfigError(f"--max-latency-ms must be more than 0 ms, got {max_latency_ms:g}")
+    if speedup is not None and not speedup > 1:
+        raise ConfigError(f"--speedup must be more than 1 (× faster than the fp32 export), got "
+                          f"{speedup:g}")  # fmt: skip
     if latency and (steps < 1 or round_to < 1):
         raise ConfigError(f"--steps and --round-to must be at least 1, got {steps}, {round_to}")
     net, _ = train.load_checkpoint(checkpoint)

@@ -73,7 +73,8 @@ def test_cli_dry_run_states_the_time_and_trains_nothing(tmp_path: Path, capsys) 
     ("args", "message"),
     [
         (["--speedup", "2", "--max-bytes", "30kB"], "exactly one budget"),
-        (["--speedup", "0.5"], "speedup must be more than 1"),
+        (["--speedup", "0.5"], "--speedup must be more than 1"),
+        (["--max-latency-ms", "0"], "--max-latency-ms must be more than 0 ms"),
         (["--speedup", "2", "--epochs", "a"], "--epochs"),
         (["--speedup", "2", "--steps", "0"], "--steps and --round-to must be at least 1"),
         (["--max-latency-ms", "2", "--train-samples", "0"], "--train-samples"),
