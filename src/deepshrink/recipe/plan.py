@@ -127,7 +127,8 @@ def _expected_time(context: Context, stage: Any) -> Any:
     latency = s.max_latency_ms is not None or s.speedup is not None
     tune = FineTune(prune_epochs=s.prune_epochs, share_epochs=s.share_epochs,
                     batch_size=s.batch_size, train_samples=s.train_samples,
-                    seed=context.recipe.seed + stage.index)  # fmt: skip
+                    seed=context.recipe.seed + stage.index,
+                    threads=context.recipe.threads)  # fmt: skip
     return expected_time(
         context.model, context.data, latency=latency, settings=tune,
         scan_samples=s.scan_samples, held_out=s.held_out, sparsities=s.sparsities, bits=s.bits,
