@@ -203,3 +203,31 @@ def test_stages_record_their_coverage_in_metrics_reports_and_plans(
     steps = plan_recipe(prepare(recipe, text))
     assert steps[2].coverage == prune["summary"]["coverage"]
     assert steps[4].skipped == {"fc2": "not selected", "fc3": "not selected"}
+
+
+def test_encode_stage_writes_half_width_floats_when_asked(tmp_path: Path) -> None:
+    """``floats: float16`` stores codebooks and biases at half width: the decoded tensors are
+    the full-width file's rounded to float16, and the file is smaller."""
+    import torch
+
+    import deepshrink as ds
+
+    text = TINY.split("stages:")[0] + (
+        "stages:\n"
+        "  - train: {epochs: 1, batch_size: 32}\n"
+        "  - quantize: {method: kmeans, bits: 4}\n"
+        "  - encode: {file: exact.dsz, reload: false}\n"
+        "  - encode: {file: half.dsz, floats: float16}\n"
+    )
+    run_recipe(_write(tmp_path, text), tmp_path / "run", progress=False)
+    exact, half = tmp_path / "run" / "exact.dsz", tmp_path / "run" / "half.dsz"
+    assert half.stat().st_size < exact.stat().st_size
+    full, narrow = ds.load(exact).state_dict(), ds.load(half).state_dict()
+    assert full.keys() == narrow.keys()
+    for name, tensor in full.items():
+        expected = (
+            tensor.to(torch.float16).to(tensor.dtype) if tensor.is_floating_point() else tensor
+        )
+        assert torch.equal(narrow[name], expected), name
+    stages = json.loads((tmp_path / "run" / "metrics.json").read_text())["stages"]
+    assert [s.get("summary", {}).get("floats") for s in stages[-2:]] == [None, "float16"]

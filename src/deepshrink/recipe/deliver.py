@@ -29,6 +29,8 @@ class Encode(_Strict):
     reload: bool = True
     index_bits: int | Literal["auto"] | dict[str, int] | None = None
     huffman: bool = True
+    #: float tensors (codebooks, biases, raw values) at full or half width (lossy, version 2)
+    floats: Literal["exact", "float16", "bfloat16"] = "exact"
 
 
 @stage_kind("encode", doc="write the .dsz container (the run continues from the decoded model)")
@@ -36,8 +38,8 @@ def _parse_encode(settings: dict[str, Any], where: str) -> Encode:
     from deepshrink.encode import EncodeConfig
 
     encode = validated(Encode, settings, where)
-    validated(EncodeConfig, {k: v for k, v in settings.items() if k in ("index_bits", "huffman")},
-              where)  # fmt: skip
+    keys = ("index_bits", "huffman", "floats")
+    validated(EncodeConfig, {k: v for k, v in settings.items() if k in keys}, where)
     return encode
 
 
@@ -48,12 +50,14 @@ def _encode(context: Context, stage: Stage) -> dict[str, Any]:
     settings: Encode = stage.settings
     path = context.out / settings.file
     options = {"index_bits": settings.index_bits} if settings.index_bits is not None else {}
-    save(finalized(context.model), path, EncodeConfig(huffman=settings.huffman, **options))
+    config = EncodeConfig(huffman=settings.huffman, floats=settings.floats, **options)
+    save(finalized(context.model), path, config)
     context.artifacts["dsz"] = str(path)
     context.artifacts["delivered"] = str(path)
     if settings.reload:
         context.model = load(path, model=context.blank())
-    return {"file": settings.file, "bytes": path.stat().st_size}
+    result = {"file": settings.file, "bytes": path.stat().st_size}
+    return result if settings.floats == "exact" else {**result, "floats": settings.floats}
 
 
 class Export(_Strict):
