@@ -40,6 +40,11 @@ def test_delivered_file_meets_the_byte_budget(trained, tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "auto.json").read_text())
     assert saved["delivered_bytes"] == report.delivered_bytes
     assert saved["front"], "the size-accuracy front is reported"
+    summary = (tmp_path / "auto.md").read_text()
+    assert f"{report.delivered_bytes:,} B on disk (budget 6,000 B)" in summary
+    assert all(f"| {name} | {o['sparsity']:g} | {o['bits']} |" in summary
+               for name, o in report.layers.items())  # fmt: skip
+    assert (tmp_path / "front.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_impossible_budget_is_refused_with_the_best_reachable_size(trained, tmp_path) -> None:

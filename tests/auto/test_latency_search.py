@@ -76,6 +76,10 @@ def test_a_miss_takes_the_next_candidate_and_the_delivered_file_is_checked(
     assert Path(report.path).is_file() and report.test_accuracy is not None
     saved = json.loads((tmp_path / "auto.json").read_text())
     assert saved["speed"]["low"] == 1.8 and saved["seconds"]["expected"] > 0
+    summary = (tmp_path / "auto.md").read_text()
+    assert summary.count("| yes |") == 3 and summary.count("| no |") == 2
+    assert f"| fc1 | 128 | {report.widths['fc1']} |" in summary
+    assert (tmp_path / "candidates.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_every_candidate_missing_is_an_error_naming_the_best_measured(

@@ -152,4 +152,7 @@ def load_phase(folder: Path, phase: str, key: str, template: nn.Module) -> nn.Mo
 
 
 def write_report(folder: Path, report: Mapping[str, Any]) -> None:
+    from deepshrink.auto.summary import write_summary
+
     atomic_write_bytes(folder / "auto.json", json.dumps(report, indent=1).encode())
+    write_summary(folder, dict(report))

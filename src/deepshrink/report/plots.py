@@ -18,11 +18,13 @@ __all__ = [
     "plot_pareto",
     "plot_sensitivity",
     "plot_stages",
+    "pyplot",
     "save_figure",
 ]
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +37,7 @@ def save_figure(figure: Any, path: Path) -> Path:
     """Write ``figure`` as a PNG atomically and close it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
+    pyplot().close(figure)
     _io.atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -47,7 +49,7 @@ def plot_stages(metrics: dict[str, Any], path: Path) -> Path:
     The accuracy axis spans at least 2 percentage points around the points, so a change smaller
     than the intervals cannot fill the panel and look like a cliff.
     """
-    plt = _pyplot()
+    plt = pyplot()
     rows = [("initial", metrics["initial"], None)]
     rows += [(e["label"], e["report"], _written(e["summary"])) for e in metrics["stages"]]
     rows.append(("final", metrics["final"], metrics["final"]["file_bytes"]))
@@ -102,7 +104,7 @@ def plot_layers(layers: list[dict[str, Any]], path: Path) -> Path | None:
     """Per layer: share of the original weights still non-zero at the end (%)."""
     if not layers:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     names = [row["layer"] for row in layers]
     kept = [100 * row["nonzero_after"] / row["weights"] if row["weights"] else 0 for row in layers]
     figure, axis = plt.subplots(figsize=(max(5, 0.45 * len(names) + 2), 3.8))
@@ -122,7 +124,7 @@ def plot_latency(comparison: Any, path: Path) -> Path | None:
     speed = getattr(comparison, "speed", None)
     if not speed:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(speed), figsize=(4 * len(speed), 3.2), squeeze=False)
     for axis, (batch, result) in zip(axes[0], sorted(speed.items()), strict=True):
         values = [result.baseline_cpu_ms, result.cpu_ms]
@@ -140,7 +142,7 @@ def plot_pareto(
     """Accuracy against ``bytes`` for every run of a sweep, the Pareto front joined."""
     if not points:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     ordered = sorted(points, key=lambda p: p["bytes"])
     front, best = [], -1.0
     for point in ordered:
@@ -163,7 +165,7 @@ def plot_pareto(
 
 def plot_sensitivity(result: Any, path: Path, suggested: dict[str, float] | None = None) -> Path:
     """Accuracy against sparsity, one line per layer pruned alone; suggested targets marked."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.2))
     for layer, curve in result.curves.items():
         xs = [100 * s for s, _ in curve]
