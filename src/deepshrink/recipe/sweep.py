@@ -22,7 +22,7 @@ from typing import Any
 from deepshrink import _io
 from deepshrink._trials import check_backend, map_trials, ray_session
 from deepshrink.errors import ConfigError, quoted
-from deepshrink.recipe.run import Prepared, RunResult, resolve_paths, execute, prepare
+from deepshrink.recipe.run import Prepared, RunResult, execute, prepare, resolve_paths
 from deepshrink.recipe.schema import parse_recipe
 
 __all__ = ["MAX_VARIANTS", "parse_setting", "sweep_recipe"]
