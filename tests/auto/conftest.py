@@ -1,4 +1,4 @@
-"""Fixtures of the ``auto`` tests: a briefly trained digits_mlp, and a clock that only moves
+"""Fixtures of the ``auto`` tests: a trained digits_mlp, and a clock that only moves
 when a stubbed call runs."""
 
 from __future__ import annotations
@@ -36,8 +36,12 @@ def ticks() -> Ticks:
 
 @pytest.fixture(scope="session")
 def trained() -> tuple[torch.nn.Module, object]:
-    """digits_mlp after one epoch on digits (the tests never change it)."""
+    """digits_mlp trained to ~99 % on digits (the tests never change it). Seeded, so that it is
+    the same model whichever tests ran before it in the worker; trained well, because a barely
+    trained model (one epoch, ~60 %) moves by 5-25 pp in a one-epoch fine-tune and makes
+    accuracy-drop budgets a coin toss."""
+    torch.manual_seed(0)
     data = ds.data.load("digits")
     model = ds.zoo.create("digits_mlp")
-    ds.fit(model, data, epochs=1, batch_size=64, progress=False)
+    ds.fit(model, data, epochs=8, batch_size=64, progress=False)
     return model, data
