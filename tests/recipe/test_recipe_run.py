@@ -231,3 +231,34 @@ def test_encode_stage_writes_half_width_floats_when_asked(tmp_path: Path) -> Non
         assert torch.equal(narrow[name], expected), name
     stages = json.loads((tmp_path / "run" / "metrics.json").read_text())["stages"]
     assert [s.get("summary", {}).get("floats") for s in stages[-2:]] == [None, "float16"]
+
+
+def test_encode_stage_folds_batchnorm_when_asked(tmp_path: Path, shared_root: Path) -> None:
+    """``batchnorm: fold`` on ResNet-20: a smaller file whose decoded model gives the logits of
+    the exact file's; a typo in the value is refused before anything runs."""
+    import torch
+
+    import deepshrink as ds
+
+    text = (
+        "version: 1\nname: fold\nseed: 0\nlatency: false\nmodel: {zoo: resnet20}\n"
+        f"data: {{name: cifar10, root: {shared_root}, train_limit: 64, test_limit: 32}}\n"
+        "stages:\n"
+        "  - train: {epochs: 1, batch_size: 32}\n"  # running statistics of real data
+        "  - encode: {file: exact.dsz, reload: false}\n"
+        "  - encode: {file: fold.dsz, batchnorm: fold}\n"
+    )
+    run_recipe(_write(tmp_path, text), tmp_path / "run", progress=False)
+    exact, fold = tmp_path / "run" / "exact.dsz", tmp_path / "run" / "fold.dsz"
+    assert fold.stat().st_size < exact.stat().st_size
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ds.load(fold).eval()(x), ds.load(exact).eval()(x), atol=1e-4)
+    stages = json.loads((tmp_path / "run" / "metrics.json").read_text())["stages"]
+    assert stages[-1]["summary"]["batchnorm"] == "fold"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(Exception, match="batchnorm"):
+        run_recipe(_write(bad, text.replace("batchnorm: fold", "batchnorm: folded")),
+                   bad / "run", progress=False)  # fmt: skip
+    assert not (bad / "run").exists()

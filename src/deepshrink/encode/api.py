@@ -35,7 +35,7 @@ from deepshrink.encode.container import (
 )
 from deepshrink.errors import DeepshrinkError, FormatError
 
-__all__ = ["load", "read", "save"]
+__all__ = ["load", "model_state", "read", "save"]
 
 
 def save(
@@ -54,13 +54,31 @@ def save(
     from deepshrink.zoo import arch_of
 
     config = config or EncodeConfig()
-    state, aliases = split_aliases(model.state_dict())  # tied weights are stored once
+    state, aliases = split_aliases(model_state(model, config))  # tied weights stored once
     data = pack(
         state, config, arch=arch_of(model), structure=structure_of(model), metadata=metadata,
         aliases=aliases,
     )  # fmt: skip
     atomic_write_bytes(path, data)
     return Path(path)
+
+
+def model_state(model: nn.Module, config: EncodeConfig) -> dict[str, Any]:
+    """The state dict ``save`` stores: BatchNorm folded if ``config.batchnorm == "fold"``."""
+    state = model.state_dict()
+    if config.batchnorm != "fold":
+        return state
+    from deepshrink.encode.batchnorm import fold_batchnorm
+
+    folded, names = fold_batchnorm(model, state)
+    if not names:
+        from deepshrink.errors import ConfigError
+
+        raise ConfigError(
+            "batchnorm='fold': the model has no BatchNorm layer with an affine weight, bias and "
+            "running statistics to fold; use batchnorm='exact'"
+        )
+    return folded
 
 
 def _bytes(path: str | os.PathLike[str]) -> bytes:

@@ -1,4 +1,5 @@
-"""How the ``.dsz`` writer codes tensors: relative-index width and Huffman on or off.
+"""How the ``.dsz`` writer codes tensors: relative-index width, Huffman on or off, float width
+and BatchNorm folding.
 
 >>> EncodeConfig().bits_for((300, 784)), EncodeConfig().bits_for((20, 1, 5, 5))
 ([5], [8])
@@ -37,6 +38,11 @@ class EncodeConfig(MethodConfig):
     ``"bfloat16"`` rounds float32/float64 tensors (codebooks, biases, raw values) to that type
     in the file and widens them back on loading — lossy, half the bytes of side information;
     zero stays zero and non-zero stays non-zero. Such files are format version 2.
+    ``batchnorm``: ``"exact"`` (the default) stores BatchNorm's four vectors as they are;
+    ``"fold"`` stores each as one per-channel scale and shift with zero mean and unit variance
+    (:mod:`deepshrink.encode.batchnorm`): the same evaluation output up to float rounding, about
+    half the bytes of BatchNorm side information. Applied by :func:`deepshrink.save`, which has
+    the model (each layer's ``eps``).
     """
 
     index_bits: int | Literal["auto"] | dict[str, int] = Field(
@@ -44,6 +50,7 @@ class EncodeConfig(MethodConfig):
     )
     huffman: bool = True
     floats: Literal["exact", "float16", "bfloat16"] = "exact"
+    batchnorm: Literal["exact", "fold"] = "exact"
 
     @field_validator("index_bits", mode="before")
     @classmethod

@@ -94,7 +94,7 @@ def pack(
         "arch": arch,
         "structure": structure or [],
         "metadata": metadata or {},
-        "encoding": config.model_dump(mode="json"),
+        "encoding": encoding_record(config),
         "tensors": [item.entry for item in encoded],
     }
     if aliases:
@@ -110,6 +110,15 @@ def pack(
         for _, payload in item.sections:
             parts += [SECTION.pack(len(payload), zlib.crc32(payload)), payload]
     return b"".join(parts)
+
+
+def encoding_record(config: EncodeConfig) -> dict[str, Any]:
+    """The header's ``encoding``: the settings, with ``batchnorm`` only when it is not the
+    default (so files written without it are byte for byte what they were)."""
+    record = config.model_dump(mode="json")
+    if record.get("batchnorm") == "exact":
+        del record["batchnorm"]
+    return record
 
 
 class _Cursor:
@@ -288,6 +297,7 @@ __all__ += [
     "declared_bytes",
     "declared_shapes",
     "encode_all",
+    "encoding_record",
     "header_size",
     "read_header",
     "split_aliases",

@@ -228,6 +228,10 @@ def size_table(
     size is reported as ``file_bytes``.
     """
     tensors, fields, file_bytes = _source(source)
+    if isinstance(source, nn.Module) and config is not None and config.batchnorm == "fold":
+        from deepshrink.encode.api import model_state
+
+        tensors = model_state(source, config)  # as save() would store it
     tensors, aliases = split_aliases(tensors)  # a tied tensor is stored (and counted) once
     if config is None:
         config = _stored_config(fields.get("encoding"), source)

@@ -31,6 +31,8 @@ class Encode(_Strict):
     huffman: bool = True
     #: float tensors (codebooks, biases, raw values) at full or half width (lossy, version 2)
     floats: Literal["exact", "float16", "bfloat16"] = "exact"
+    #: BatchNorm as one per-channel scale and shift (same evaluation output, about half the bytes)
+    batchnorm: Literal["exact", "fold"] = "exact"
 
 
 @stage_kind("encode", doc="write the .dsz container (the run continues from the decoded model)")
@@ -38,7 +40,7 @@ def _parse_encode(settings: dict[str, Any], where: str) -> Encode:
     from deepshrink.encode import EncodeConfig
 
     encode = validated(Encode, settings, where)
-    keys = ("index_bits", "huffman", "floats")
+    keys = ("index_bits", "huffman", "floats", "batchnorm")
     validated(EncodeConfig, {k: v for k, v in settings.items() if k in keys}, where)
     return encode
 
@@ -50,14 +52,19 @@ def _encode(context: Context, stage: Stage) -> dict[str, Any]:
     settings: Encode = stage.settings
     path = context.out / settings.file
     options = {"index_bits": settings.index_bits} if settings.index_bits is not None else {}
-    config = EncodeConfig(huffman=settings.huffman, floats=settings.floats, **options)
+    config = EncodeConfig(huffman=settings.huffman, floats=settings.floats,
+                          batchnorm=settings.batchnorm, **options)  # fmt: skip
     save(finalized(context.model), path, config)
     context.artifacts["dsz"] = str(path)
     context.artifacts["delivered"] = str(path)
     if settings.reload:
         context.model = load(path, model=context.blank())
     result = {"file": settings.file, "bytes": path.stat().st_size}
-    return result if settings.floats == "exact" else {**result, "floats": settings.floats}
+    if settings.floats != "exact":
+        result["floats"] = settings.floats
+    if settings.batchnorm != "exact":
+        result["batchnorm"] = settings.batchnorm
+    return result
 
 
 class Export(_Strict):
