@@ -55,7 +55,7 @@ def train_prune_finetune(penalty: float, args: argparse.Namespace, data: Any) ->
     trained = {"accuracy": ds.train.evaluate(model, data.test).top1, **measure(model, ())}
     dense = copy.deepcopy(model)
     gammas = gamma_summary(model)
-    config = ChannelPruning(ratio=args.ratio, criterion="bn_scale", scope="global")
+    config = ChannelPruning(ratio=args.ratio, criterion="bn_scale", scope="global", round_to=1)
     plan = plan_channel_pruning(model, config, model.example_inputs())
     ds.prune.apply_plan_(model, plan)
     pruned_accuracy = ds.train.evaluate(model, data.test).top1

@@ -49,7 +49,7 @@ def pruned_runs(count: int) -> dict[str, Any]:
     dense = ds.zoo.create("lenet300")
     pruned = copy.deepcopy(dense)
     example = dense.example_inputs()
-    ds.prune_(pruned, ds.ChannelPruning(ratio=0.75), example_inputs=example)
+    ds.prune_(pruned, ds.ChannelPruning(ratio=0.75, round_to=1), example_inputs=example)
     macs = ds.eval.count_macs(dense, example), ds.eval.count_macs(pruned, example)
     rows = []
     for run in range(count):

@@ -207,6 +207,30 @@ def test_option_a_resnet_prunes_its_residual_streams_too() -> None:
     assert all(m.out_channels % 4 == 0 for m in pruned.modules() if isinstance(m, nn.Conv2d))
 
 
+def test_default_widths_are_multiples_of_8_where_a_group_can_still_shrink(caplog) -> None:
+    """``round_to="auto"`` on ResNet-20 at ratio 0.3: the 32- and 64-channel groups keep 24 and
+    48 (exact: 23 and 45), the 16-channel ones keep their exact 12 (16 would cut nothing); the
+    pruned model still equals the masked oracle, and the log names the raised groups."""
+    import logging
+
+    torch.manual_seed(0)
+    model = randomised(lambda: ds.zoo.create("resnet20"))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with caplog.at_level(logging.INFO, logger="deepshrink.prune.structured"):
+        plan = plan_channel_pruning(model, ChannelPruning(ratio=0.3), x[:1])
+    kept = {g["root"]: len(g["kept"]) for g in plan["groups"]}
+    widths = {16: 12, 32: 24, 64: 48}
+    assert kept == {g["root"]: widths[g["channels"]] for g in plan["groups"]}
+    assert all(len(g["kept"]) % 8 == 0 for g in plan["groups"] if g["channels"] > 16)
+    assert "layer3.0.conv2 45→48" in caplog.text and "layer1.0.conv1 " not in caplog.text
+    exact = plan_channel_pruning(model, ChannelPruning(ratio=0.3, round_to=1), x[:1])
+    assert sorted({len(g["kept"]) for g in exact["groups"]}) == [12, 23, 45]
+    expected = masked_outputs(model, plan, _resnet20_carriers(), x)
+    pruned = apply_plan_(copy.deepcopy(model), plan)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_pruned_option_a_resnet_reloads_and_exports(tmp_path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     model = ds.zoo.create("resnet20").eval()

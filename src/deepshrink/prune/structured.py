@@ -53,7 +53,7 @@ from deepshrink.prune.channel_plan import (
     measure,
     merge_cuts,
 )
-from deepshrink.prune.config import ChannelPruning
+from deepshrink.prune.config import ALIGN, ChannelPruning
 from deepshrink.prune.masking import MASK_SUFFIX
 from deepshrink.prune.multihead import plan_multihead
 from deepshrink.prune.targets import Patterns, patterns
@@ -125,7 +125,10 @@ def _ratio(group: ChannelGroup, config: ChannelPruning) -> float | None:
     return found
 
 
-def _keep_count(units: int, removed: float, round_to: int) -> int:
+def _keep_count(units: int, removed: float, round_to: int | str) -> int:
+    if round_to == "auto":  # aligned, unless alignment would keep the whole group
+        aligned = _keep_count(units, removed, ALIGN)
+        return aligned if aligned < units else _keep_count(units, removed, 1)
     keep = max(units - int(math.floor(removed + 1e-9)), round_to)
     return min(units, math.ceil(keep / round_to) * round_to)
 
@@ -155,7 +158,29 @@ def _counts(
         for index, group in enumerate(pool):
             units = len(scores[group.root])
             counts[group.root] = _keep_count(units, float(removed[index]), config.round_to)
+    _say_rounded(groups, scores, counts, config)
     return counts
+
+
+def _say_rounded(
+    groups: list[ChannelGroup], scores: dict[str, Tensor], counts: dict[str, int],
+    config: ChannelPruning,
+) -> None:  # fmt: skip
+    """Log the groups whose kept count ``round_to`` raised above the exact count."""
+    if config.round_to == 1 or config.scope == "global":
+        return
+    raised = []
+    for group in groups:
+        units = len(scores[group.root])
+        share = _ratio(group, config)
+        exact = _keep_count(units, units * (config.ratio if share is None else share), 1)
+        if counts[group.root] != exact:
+            raised.append(f"{group.root} {exact}→{counts[group.root]}")
+    if raised:
+        logger.info("channel pruning: kept widths rounded up to multiples of %s (round_to=%r; "
+                    "round_to=1 for exact ratios), %d of %d groups: %s",
+                    ALIGN if config.round_to == "auto" else config.round_to, config.round_to,
+                    len(raised), len(groups), ", ".join(raised))  # fmt: skip
 
 
 def _kept(group: ChannelGroup, scores: Tensor, count: int) -> list[int]:
