@@ -66,23 +66,21 @@ def plot(points: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for index, point in enumerate(points):
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    for point in points:
         error = 100 * (1 - point["top1"])
         low, high = point["top1_interval"]
+        label = (f"{point['label']}: {point['file_bytes']:,} B, {point['compression']:.1f}×, "
+                 f"{100 * point['top1']:.1f} %")  # fmt: skip
         ax.errorbar(point["compression"], error, yerr=[[error - 100 * (1 - high)],
-                    [100 * (1 - low) - error]], fmt="o", capsize=3)  # fmt: skip
-        label = f"{point['label']}\n{point['file_bytes']:,} B, {100 * point['top1']:.1f} %"
-        ax.annotate(label, (point["compression"], error), textcoords="offset points",
-                    xytext=(-8, 10 if index % 2 else -24), fontsize=7,
-                    ha="right")  # fmt: skip
+                    [100 * (1 - low) - error]], fmt="o", capsize=3, label=label)  # fmt: skip
     ratio, accuracy = GOAL
     ax.axhline(100 * (1 - BASELINE), color="grey", lw=0.8, ls=":")
     ax.text(12, 100 * (1 - BASELINE) - 0.35, "baseline 82.7 %", fontsize=8, color="grey")
     ax.fill_between([ratio, 40], 0, 100 * (1 - accuracy), color="tab:green", alpha=0.12,
                     label="goal: ≥ 30×, ≤ 1.5 pp below baseline")  # fmt: skip
     ax.set_xlim(12, 40)
-    ax.set_ylim(15, 24)
+    ax.set_ylim(15, 27)
     ax.set_xlabel("compression (fp32 parameter bytes / .dsz bytes)")
     ax.set_ylabel("top-1 error, CIFAR-10 test subset (%)")
     ax.set_title("ResNet-20: error vs compression of the decoded .dsz files (95 % intervals)")

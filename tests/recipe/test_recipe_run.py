@@ -128,13 +128,45 @@ def test_plan_applies_structural_stages_to_a_copy(tmp_path: Path) -> None:
     assert all(a.equal(b) for a, b in zip(before, prepared.model.parameters(), strict=True))
 
 
+#: recipes that continue from another recipe's run folder (``model.checkpoint`` under ``runs/``):
+#: on a clean checkout that run does not exist, so the tests start them from the asset the
+#: earlier recipe starts from (same architecture)
+CHAINED = {"frontier_resnet20_finish": "../assets/resnet20.safetensors"}
+
+
+def _standalone(path: Path, document: dict) -> dict:
+    """``document`` with an absolute checkpoint path, a chained recipe's run replaced."""
+    checkpoint = CHAINED.get(path.stem, document["model"].get("checkpoint"))
+    if checkpoint:  # relative to the shipped recipe's folder
+        document["model"]["checkpoint"] = str((path.parent / checkpoint).resolve())
+    return document
+
+
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_recipe_passes_plan(
-    path: Path, capsys, shared_root: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, capsys, shared_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    import yaml
+
     monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
+    if path.stem in CHAINED:
+        document = _standalone(path, yaml.safe_load(path.read_text()))
+        path = tmp_path / path.name
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
     assert main(["plan", str(path)]) == 0, capsys.readouterr().err
     assert "initial" in capsys.readouterr().out
+
+
+def test_chained_recipes_name_the_run_they_continue() -> None:
+    import yaml
+
+    for stem in CHAINED:
+        text = (RECIPES / f"{stem}.yaml").read_text()
+        checkpoint = yaml.safe_load(text)["model"]["checkpoint"]
+        assert checkpoint.startswith("../runs/"), checkpoint
+        earlier = checkpoint.split("/")[2]  # runs/<name>/...
+        assert (RECIPES / f"{earlier}.yaml").is_file()
+        assert f"recipes/{earlier}.yaml --out runs/{earlier}" in text  # says how to make it
 
 
 def _shrunk(document: dict) -> dict:
@@ -161,10 +193,7 @@ def test_every_shipped_recipe_runs_end_to_end_on_small_data(
     import yaml
 
     monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
-    document = _shrunk(yaml.safe_load(path.read_text()))
-    checkpoint = document["model"].get("checkpoint")
-    if checkpoint:  # relative to the shipped recipe's folder
-        document["model"]["checkpoint"] = str((path.parent / checkpoint).resolve())
+    document = _standalone(path, _shrunk(yaml.safe_load(path.read_text())))
     small = tmp_path / path.name
     small.write_text(yaml.safe_dump(document, sort_keys=False))
     result = run_recipe(small, tmp_path / "run", progress=False)
