@@ -19,11 +19,11 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 #: file → (least compression, largest test error, dataset): for the LeNets soft weight-sharing's
 #: ratios (Ullrich et al. 2017) at Deep Compression's error levels (Han et al. 2016); for
-#: ResNet-20 what its file reaches: 30x at 81.1 % (the goal, 81.2 %, is one test image away)
+#: ResNet-20, 30x at no more than 1.5 pp below its own 82.70 % baseline
 TARGETS = {
     "lenet300": (64.0, 0.0164, "mnist"),
     "lenet5": (162.0, 0.0080, "mnist"),
-    "resnet20": (30.0, 1 - 0.811, "cifar10"),
+    "resnet20": (30.0, 1 - 0.812, "cifar10"),
 }
 
 
