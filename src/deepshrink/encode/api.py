@@ -33,7 +33,7 @@ from deepshrink.encode.container import (
     split_aliases,
     unpack,
 )
-from deepshrink.errors import DeepshrinkError, FormatError
+from deepshrink.errors import ConfigError, DeepshrinkError, FormatError
 
 __all__ = ["load", "model_state", "read", "save"]
 
@@ -72,8 +72,6 @@ def model_state(model: nn.Module, config: EncodeConfig) -> dict[str, Any]:
 
     folded, names = fold_batchnorm(model, state)
     if not names:
-        from deepshrink.errors import ConfigError
-
         raise ConfigError(
             "batchnorm='fold': the model has no BatchNorm layer with an affine weight, bias and "
             "running statistics to fold; use batchnorm='exact'"
