@@ -51,6 +51,16 @@ CASES = [
         ["model: unknown model 'digits_mpl'", "did you mean 'digits_mlp'"],
     ),
     (
+        "train-limit-on-a-stage-without-training-data",
+        HEAD + GOOD_MODEL + "stages:\n  - evaluate: {train_limit: 100}\n",
+        ["stages[0].evaluate.train_limit: the evaluate stage reads no training data"],
+    ),
+    (
+        "train-limit-not-a-count",
+        HEAD + GOOD_MODEL + "stages:\n  - fine_tune: {epochs: 1, train_limit: 0.5}\n",
+        ["stages[0].fine_tune.train_limit: expected a whole number", "got float 0.5"],
+    ),
+    (
         "unknown-stage",
         HEAD + GOOD_MODEL + "stages:\n  - prun: {method: magnitude}\n",
         ["stages[0]: unknown stage 'prun'", "did you mean 'prune'"],

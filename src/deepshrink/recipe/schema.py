@@ -219,6 +219,7 @@ class Stage:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    train_limit: int | None = None
 
     @property
     def where(self) -> str:
@@ -238,6 +239,7 @@ class StageKind:
     parse: Callable[[dict[str, Any], str], Any]
     targets_layers: bool = False
     doc: str = ""
+    reads_training_data: bool = False
 
 
 #: The stage kinds, by name. :mod:`deepshrink.recipe.stages` registers them.
@@ -330,10 +332,30 @@ def parse_stage(entry: Any, index: int) -> Stage:
     if stage_kind.targets_layers:
         for option in globs:
             globs[option] = _globs(settings.pop(option, None), f"{where}.{kind}.{option}")
+    limit = _train_limit(stage_kind, settings.pop("train_limit", None), f"{where}.{kind}")
     parsed = stage_kind.parse(settings, f"{where}.{kind}")
     return Stage(
-        kind, index, parsed, globs["include"], globs["exclude"], raw=dict(entry[kind] or {})
-    )
+        kind, index, parsed, globs["include"], globs["exclude"], raw=dict(entry[kind] or {}),
+        train_limit=limit,
+    )  # fmt: skip
+
+
+def _train_limit(kind: StageKind, value: Any, where: str) -> int | None:
+    """A stage's own ``train_limit``: it trains or calibrates on the first N training samples
+    (``data.train_limit`` is the limit for every stage)."""
+    if value is None:
+        return None
+    if not kind.reads_training_data:
+        raise ConfigError(
+            f"{where}.train_limit: the {kind.name} stage reads no training data, so a limit would "
+            "change nothing; remove it"
+        )
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1 << 40:
+        raise ConfigError(
+            f"{where}.train_limit: expected a whole number of training samples above 0, got "
+            f"{_kind(value)}"
+        )
+    return value
 
 
 def _globs(value: Any, where: str) -> tuple[str, ...] | None:

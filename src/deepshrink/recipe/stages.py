@@ -58,11 +58,14 @@ Runner = Callable[[Context, Stage], dict[str, Any]]
 RUNNERS: dict[str, Runner] = {}
 
 
-def stage_kind(name: str, *, targets_layers: bool = False, doc: str = "") -> Callable[..., Any]:
-    """Register the parser (the decorated function) of stage kind ``name``."""
+def stage_kind(
+    name: str, *, targets_layers: bool = False, doc: str = "", training_data: bool = True
+) -> Callable[..., Any]:
+    """Register the parser (the decorated function) of stage kind ``name``; ``training_data``
+    says whether the stage reads training samples (and so may carry its own ``train_limit``)."""
 
     def add(parse: Callable[[dict[str, Any], str], Any]) -> Callable[[dict[str, Any], str], Any]:
-        STAGES.add(name, StageKind(name, parse, targets_layers, doc))
+        STAGES.add(name, StageKind(name, parse, targets_layers, doc, training_data))
         return parse
 
     return add
@@ -91,11 +94,20 @@ def compresses(stage: Stage) -> bool:
 
 
 def run_stage(context: Context, stage: Stage) -> dict[str, Any]:
-    """Run ``stage`` on ``context.model`` (seeded by the recipe seed and the stage position)."""
+    """Run ``stage`` on ``context.model`` (seeded by the recipe seed and the stage position;
+    a stage's own ``train_limit`` keeps the first N training samples while it runs)."""
     torch.manual_seed(context.recipe.seed + stage.index)
     if stage.kind not in ("encode", "export", "evaluate"):
         context.artifacts.pop("delivered", None)  # the model changes: an earlier file is stale
-    return RUNNERS[stage.kind](context, stage)
+    if stage.train_limit is None:
+        return RUNNERS[stage.kind](context, stage)
+    data = context.data
+    context.data = copy.copy(data)
+    context.data.train = data.train.subset(torch.arange(min(stage.train_limit, len(data.train))))
+    try:
+        return RUNNERS[stage.kind](context, stage)
+    finally:
+        context.data = data
 
 
 # --- method registries -------------------------------------------------------------------------
@@ -296,7 +308,9 @@ def _channel_summary(context: Context) -> dict[str, Any]:
     return summary
 
 
-@stage_kind("factorize", targets_layers=True, doc="a low-rank factorization method")
+@stage_kind(
+    "factorize", targets_layers=True, doc="a low-rank factorization method", training_data=False
+)
 def _parse_factorize(settings: dict[str, Any], where: str) -> Any:
     return _method("factorize", settings, where)
 
@@ -356,7 +370,9 @@ class Evaluate(_Strict):
     latency: bool = True
 
 
-@stage_kind("evaluate", doc="a Report of the model at this point, with latency")
+@stage_kind(
+    "evaluate", doc="a Report of the model at this point, with latency", training_data=False
+)
 def _parse_evaluate(settings: dict[str, Any], where: str) -> Evaluate:
     return validated(Evaluate, settings, where)
 
