@@ -106,3 +106,39 @@ def test_tflite_export_stage_delivers_a_file_scored_in_litert(tmp_path: Path) ->
     assert metrics["final"]["accuracy"] == result.top1
     assert metrics["final"]["extra"]["runtime"] == "LiteRT"
     assert metrics["final"]["file_bytes"] == file.stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "warned"),
+    [(("slower", "slower"), True), (("slower", "no measurable change"), False),
+     (("faster", "faster"), False)],
+)  # fmt: skip
+def test_an_export_slower_than_its_fp32_twin_says_so(
+    verdicts: tuple[str, str], warned: bool, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:  # fmt: skip
+    import importlib
+
+    from deepshrink.eval.timing import Speed
+    from deepshrink.recipe import deliver
+
+    def measured(*args: object, **kwargs: object) -> dict[int, Speed]:
+        ratio = {"slower": 0.6, "faster": 1.6, "no measurable change": 1.0}
+        return {size: Speed(ratio[v], ratio[v] * 0.97, ratio[v] * 1.03, v, 1.0, 1.0, 1.0, 9)
+                for size, v in zip((1, 32), verdicts, strict=True)}  # fmt: skip
+
+    timing, files, inputs = (importlib.import_module(f"deepshrink.{name}")
+                             for name in ("eval.timing", "export.files", "eval._inputs"))  # fmt: skip
+    monkeypatch.setattr(timing, "compare_calls", measured)
+    monkeypatch.setattr(files, "file_calls", lambda path, example: None)
+    monkeypatch.setattr(files, "timed_batch_sizes", lambda path, sizes: sizes)
+    monkeypatch.setattr(inputs, "derive_inputs", lambda *args: None)
+    context = type("C", (), {"data": type("D", (), {"test": None})()})()
+    with caplog.at_level("WARNING", logger="deepshrink.recipe.deliver"):
+        summary = deliver._file_speed(context, None, "fp32.onnx", tmp_path / "m.int8.onnx", 1)
+    assert summary["vs_fp32_batch1"].startswith({"slower": "1.67× slower"}.get(verdicts[0], ""))
+    said = [r.getMessage() for r in caplog.records if "runs slower than the fp32 export" in
+            r.getMessage()]  # fmt: skip
+    assert bool(said) == warned, said
+    if warned:
+        assert "m.int8.onnx" in said[0] and "at batch 32" in said[0]

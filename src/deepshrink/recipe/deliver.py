@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from typing import Any, Literal
 
 import torch
@@ -18,6 +19,8 @@ from torch import nn
 from deepshrink.recipe.headline import EXPORT_OPTIONS
 from deepshrink.recipe.schema import Stage, _Strict, validated
 from deepshrink.recipe.stages import Context, finalized, runs, stage_kind
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Encode", "Export"]
 
@@ -35,7 +38,11 @@ class Encode(_Strict):
     batchnorm: Literal["exact", "fold"] = "exact"
 
 
-@stage_kind("encode", doc="write the .dsz container (the run continues from the decoded model)")
+@stage_kind(
+    "encode",
+    doc="write the .dsz container (the run continues from the decoded model)",
+    training_data=False,
+)
 def _parse_encode(settings: dict[str, Any], where: str) -> Encode:
     from deepshrink.encode import EncodeConfig
 
@@ -175,6 +182,13 @@ def _file_speed(
     for size, speed in speeds.items():
         summary[f"ms_batch{size}"] = speed.cpu_ms
         summary[f"vs_fp32_batch{size}"] = speed.text()
+    if all(speed.verdict == "slower" for speed in speeds.values()):
+        measured = ", ".join(f"{s.text()} at batch {n}" for n, s in speeds.items())
+        logger.warning(
+            "%s runs slower than the fp32 export of the same model on this machine (%s): it "
+            "is smaller, not faster; where speed matters, deliver the fp32 file (export "
+            "without int8/fp16)", path.name, measured,
+        )  # fmt: skip
     return summary
 
 
