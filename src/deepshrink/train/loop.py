@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink import _progress as _progress_lines
-from deepshrink.errors import ConfigError, FormatError
+from deepshrink.errors import ConfigError
 from deepshrink.graph.io import Select, call, logits_of
 from deepshrink.train import distributed as parallel
 from deepshrink.train.batches import (
@@ -32,14 +32,11 @@ from deepshrink.train.batches import (
     train_batches,
     training_splits,
 )
-from deepshrink.train.checkpoint import load_checkpoint, read_sidecar, save_checkpoint
 from deepshrink.train.config import FitConfig, build_config, lr_factor
 from deepshrink.train.evaluation import EvalResult, LossFn, Tally, evaluate, model_loss
-from deepshrink.train.state import checked_training, load_training_tensors, save_training_tensors
+from deepshrink.train.resume import LAST, EpochRecord, History, restore_state, save_state
 
 logger = logging.getLogger(__name__)
-
-LAST = "last.safetensors"
 
 
 @dataclass
@@ -69,37 +66,6 @@ class Callback:
     def on_epoch_end(self, record: EpochRecord, model: nn.Module) -> bool | None:
         """Called after each epoch's evaluation and checkpoint."""
         return None
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float | None
-    eval_accuracy: float | None
-    eval_loss: float | None
-    eval_split: str | None
-    seconds: float
-
-
-@dataclass
-class History:
-    """Per-epoch records of a :func:`fit` run."""
-
-    records: list[EpochRecord] = field(default_factory=list)
-    stopped_early: bool = False
-
-    @property
-    def last(self) -> EpochRecord | None:
-        return self.records[-1] if self.records else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"records": [asdict(r) for r in self.records], "stopped_early": self.stopped_early}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls([EpochRecord(**r) for r in data["records"]], data.get("stopped_early", False))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -254,63 +220,6 @@ def _run_epoch(trainer: _Trainer, epoch: int, bar: Any) -> tuple[float, float | 
     return result.loss, result.top1
 
 
-def _save_state(
-    directory: Path, trainer: _Trainer, epoch: int, history: History, best: float | None
-) -> None:
-    structure = save_training_tensors(directory / LAST, trainer.optimizer, trainer.generator)
-    training = {
-        "epoch": epoch,
-        "step": trainer.step,
-        "config": trainer.config.model_dump(),
-        "history": history.to_dict(),
-        "best_accuracy": best,
-        "optimizer": structure,
-    }
-    save_checkpoint(trainer.model, directory / LAST, training=training)
-
-
-_RESUMABLE_CHANGES = {"epochs", "threads", "device", "patience"}
-
-
-def _restore_state(directory: Path, trainer: _Trainer) -> tuple[int, History, float | None]:
-    """Load ``directory/last.*``; return (epochs done, history, best accuracy)."""
-    training = read_sidecar(directory / LAST).get("training")
-    if training is None:
-        raise ConfigError(f"{directory / LAST} is not a training checkpoint; cannot resume")
-    saved = checked_training(training, directory / LAST)
-    changed = sorted(
-        k
-        for k, v in trainer.config.model_dump().items()
-        if k not in _RESUMABLE_CHANGES and saved.get(k) != v
-    )
-    if changed:
-        diffs = ", ".join(
-            f"{k}: {saved.get(k)!r} → {getattr(trainer.config, k)!r}" for k in changed
-        )
-        raise ConfigError(
-            f"cannot resume from {directory}: settings differ from the interrupted run ({diffs})"
-        )
-    load_checkpoint(directory / LAST, trainer.model)
-    load_training_tensors(
-        directory / LAST, trainer.optimizer, trainer.generator, training["optimizer"]
-    )
-    trainer.step = training["step"]
-    return (
-        training["epoch"],
-        _history(training["history"], directory / LAST),
-        training["best_accuracy"],
-    )
-
-
-def _history(record: dict[str, Any], path: Path) -> History:
-    try:
-        return History.from_dict(record)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(
-            f"{path}: training.history is damaged ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
-
-
 def _checked_splits(
     config: FitConfig, data: Any, eval_data: Any, *, loss: LossFn | None, resume: bool,
     checkpoint_dir: str | Path | None,
@@ -394,7 +303,7 @@ def fit(
         trainer.directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
         history, best, start = History(), None, 0
         if resume and trainer.directory is not None and (trainer.directory / LAST).is_file():
-            start, history, best = _restore_state(trainer.directory, trainer)
+            start, history, best = restore_state(trainer.directory, trainer)
             logger.info("resuming from %s after epoch %d", trainer.directory, start)
         else:
             torch.manual_seed(config.seed)
@@ -436,7 +345,7 @@ def _epochs(trainer: _Trainer, start: int, history: History, best: float | None,
         best = score if improved else best
         stale = 0 if improved else stale + 1
         if trainer.directory is not None and (trainer.joined is None or trainer.joined.main):
-            _save_state(trainer.directory, trainer, epoch, history, best)
+            save_state(trainer.directory, trainer, epoch, history, best)
         stop = any(cb.on_epoch_end(record, trainer.model) for cb in trainer.callbacks)
         stop = stop or (config.patience is not None and stale >= config.patience)
         if trainer.joined is not None:
