@@ -8,8 +8,8 @@ recorded earlier (``--point LABEL BYTES TOP1``, e.g. Deep Compression's file fro
 point with its interval, the baseline and the goal (30x at most 1.5 pp below the baseline).
 
     DEEPSHRINK_DATA=/work/shared/datasets python benchmarks/frontier_resnet20.py \\
-      --file "final" runs/frontier_resnet20_finish/resnet20.dsz \\
-      --run runs/frontier_resnet20_finish --name frontier_resnet20_finish
+      --file "final" runs/frontier_resnet20/resnet20.dsz \\
+      --run runs/frontier_resnet20 --name frontier_resnet20_points
 """
 
 from __future__ import annotations

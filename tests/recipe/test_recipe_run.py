@@ -128,45 +128,35 @@ def test_plan_applies_structural_stages_to_a_copy(tmp_path: Path) -> None:
     assert all(a.equal(b) for a, b in zip(before, prepared.model.parameters(), strict=True))
 
 
-#: recipes that continue from another recipe's run folder (``model.checkpoint`` under ``runs/``):
-#: on a clean checkout that run does not exist, so the tests start them from the asset the
-#: earlier recipe starts from (same architecture)
-CHAINED = {"frontier_resnet20_finish": "../assets/resnet20.safetensors"}
-
-
 def _standalone(path: Path, document: dict) -> dict:
-    """``document`` with an absolute checkpoint path, a chained recipe's run replaced."""
-    checkpoint = CHAINED.get(path.stem, document["model"].get("checkpoint"))
-    if checkpoint:  # relative to the shipped recipe's folder
+    """``document`` with its checkpoint path made absolute (relative to the shipped recipe)."""
+    checkpoint = document["model"].get("checkpoint")
+    if checkpoint:
         document["model"]["checkpoint"] = str((path.parent / checkpoint).resolve())
     return document
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_recipe_passes_plan(
-    path: Path, capsys, shared_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    path: Path, capsys, shared_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import yaml
-
     monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
-    if path.stem in CHAINED:
-        document = _standalone(path, yaml.safe_load(path.read_text()))
-        path = tmp_path / path.name
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
     assert main(["plan", str(path)]) == 0, capsys.readouterr().err
     assert "initial" in capsys.readouterr().out
 
 
-def test_chained_recipes_name_the_run_they_continue() -> None:
+def test_shipped_recipes_start_from_committed_files() -> None:
+    """Each result regenerates from a clean checkout: no recipe continues another run's folder."""
     import yaml
 
-    for stem in CHAINED:
-        text = (RECIPES / f"{stem}.yaml").read_text()
-        checkpoint = yaml.safe_load(text)["model"]["checkpoint"]
-        assert checkpoint.startswith("../runs/"), checkpoint
-        earlier = checkpoint.split("/")[2]  # runs/<name>/...
-        assert (RECIPES / f"{earlier}.yaml").is_file()
-        assert f"recipes/{earlier}.yaml --out runs/{earlier}" in text  # says how to make it
+    starts = {}
+    for path in sorted(RECIPES.glob("*.yaml")):
+        checkpoint = yaml.safe_load(path.read_text())["model"].get("checkpoint")
+        if checkpoint:
+            starts[path.stem] = checkpoint
+            assert (RECIPES / checkpoint).resolve().is_file(), (path.name, checkpoint)
+            assert "runs/" not in checkpoint, (path.name, checkpoint)
+    assert "frontier_resnet20" in starts  # the check saw the recipes that start from assets
 
 
 def _shrunk(document: dict) -> dict:
@@ -232,6 +222,44 @@ def test_stages_record_their_coverage_in_metrics_reports_and_plans(
     steps = plan_recipe(prepare(recipe, text))
     assert steps[2].coverage == prune["summary"]["coverage"]
     assert steps[4].skipped == {"fc2": "not selected", "fc3": "not selected"}
+
+
+def test_a_stage_train_limit_trains_on_what_the_data_limit_would_give(tmp_path: Path) -> None:
+    """A stage's own ``train_limit`` = the recipe-wide limit for that stage; later stages see
+    every sample again."""
+    import torch
+
+    def run(data: str, first: str, name: str) -> dict:
+        text = (
+            TINY.split("data:")[0]
+            + f"data: {{name: digits, {data}test_limit: 96}}\n"
+            + (
+                f"stages:\n  - train: {{epochs: 2, batch_size: 32{first}}}\n"
+                "  - fine_tune: {epochs: 1, batch_size: 32, lr: 0.01}\n"
+            )
+        )
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        run_recipe(path, tmp_path / name, progress=False)
+        states = {}
+        for stage in ("01-train", "02-fine_tune"):
+            model, _ = deepshrink.train.load_checkpoint(
+                tmp_path / name / "stages" / stage / "model.safetensors"
+            )
+            states[stage] = model.state_dict()
+        return states
+
+    recipe_wide = run("train_limit: 256, ", "", "wide")
+    per_stage = run("", ", train_limit: 256", "stage")
+    everything = run("", "", "full")
+    for key, value in recipe_wide["01-train"].items():
+        assert torch.equal(value, per_stage["01-train"][key]), key
+    differs = [k for k, v in recipe_wide["01-train"].items()
+               if not torch.equal(v, everything["01-train"][k])]  # fmt: skip
+    assert differs  # the limit changed what the first stage trained on
+    later = [k for k, v in recipe_wide["02-fine_tune"].items()
+             if not torch.equal(v, per_stage["02-fine_tune"][k])]  # fmt: skip
+    assert later  # the fine-tune after it saw all samples, not 256
 
 
 def test_encode_stage_writes_half_width_floats_when_asked(tmp_path: Path) -> None:
