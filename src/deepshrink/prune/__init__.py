@@ -18,6 +18,8 @@ as a baseline), :class:`NeuronPruning` (whole units of dense layers) and :class:
 network slimming with :func:`slimming_penalty` and ``criterion="bn_scale"``). Schedules:
 :class:`PolynomialDecay` (a :class:`deepshrink.train.Callback`) and :func:`iterative_prune`.
 Recovery: :func:`distillation_loss` (a loss hook for ``fit``) and :func:`lottery_ticket`.
+Deployment: :func:`sparse_linear_` runs sparse dense layers as CSR products where measured
+faster on this machine.
 Importing this package registers the structure records (``"prune.mask"``, ``"prune.neurons"``,
 ``"prune.channels"``) that let :func:`deepshrink.train.load_checkpoint` rebuild pruned models.
 """
@@ -47,6 +49,7 @@ from deepshrink.prune.schedules import (
     iterative_prune,
 )
 from deepshrink.prune.slimming import slimming_penalty
+from deepshrink.prune.sparse_exec import SparseDecision, SparseLinear, sparse_linear_
 from deepshrink.prune.structured import apply_plan_, plan_channel_pruning, prune_channels_
 from deepshrink.prune.unstructured import prune_magnitude_, sparsity, weight_counts
 
@@ -66,6 +69,8 @@ __all__ = [
     "NeuronPruning",
     "PolynomialDecay",
     "PruneConfig",
+    "SparseDecision",
+    "SparseLinear",
     "apply_plan_",
     "criteria",
     "distillation_loss",
@@ -81,6 +86,7 @@ __all__ = [
     "register_method",
     "rewind_",
     "slimming_penalty",
+    "sparse_linear_",
     "sparsity",
     "weight_counts",
 ]
