@@ -127,8 +127,8 @@ def test_an_export_slower_than_its_fp32_twin_says_so(
         return {size: Speed(ratio[v], ratio[v] * 0.97, ratio[v] * 1.03, v, 1.0, 1.0, 1.0, 9)
                 for size, v in zip((1, 32), verdicts, strict=True)}  # fmt: skip
 
-    timing, files, inputs = (importlib.import_module(f"deepshrink.{name}")
-                             for name in ("eval.timing", "export.files", "eval._inputs"))  # fmt: skip
+    names = ("eval.timing", "export.files", "eval._inputs")
+    timing, files, inputs = (importlib.import_module(f"deepshrink.{name}") for name in names)
     monkeypatch.setattr(timing, "compare_calls", measured)
     monkeypatch.setattr(files, "file_calls", lambda path, example: None)
     monkeypatch.setattr(files, "timed_batch_sizes", lambda path, sizes: sizes)
