@@ -239,7 +239,7 @@ class StageKind:
     parse: Callable[[dict[str, Any], str], Any]
     targets_layers: bool = False
     doc: str = ""
-    reads_training_data: bool = False
+    reads_training_data: bool = True
 
 
 #: The stage kinds, by name. :mod:`deepshrink.recipe.stages` registers them.
