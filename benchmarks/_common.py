@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,13 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the command and machine attached."""
+def write_result(name: str, payload: dict[str, Any], *, began: float | None = None) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the command and machine attached; with
+    ``began`` (a ``time.perf_counter()`` reading) also the load average and the wall seconds."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     body = {"command": command_line(), "machine": machine(), **payload}
+    if began is not None:
+        body |= {"load_average": os.getloadavg(), "wall_seconds": time.perf_counter() - began}
     path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
     return path

@@ -108,10 +108,8 @@ def main() -> None:
         "run": str(args.run),
         "baseline": str(source),
         "variants": rows,
-        "load_average": os.getloadavg(),
-        "wall_seconds": time.perf_counter() - began,
     }
-    print(write_result("int8_where", payload))
+    print(write_result("int8_where", payload, began=began))
 
 
 if __name__ == "__main__":
