@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.graph.io import inputs_and_labels, map_tensors, split
+from deepshrink.graph.io import call, inputs_and_labels, map_tensors, split
 
 
 def as_example(example_inputs: Any) -> Any:
@@ -122,3 +122,30 @@ def inference(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def layer_inputs(
+    model: nn.Module, layers: dict[str, nn.Module], example_inputs: Any
+) -> dict[str, Tensor]:
+    """The first positional input each of ``layers`` (name → submodule of ``model``) receives
+    when ``model`` runs once on ``example_inputs`` (``None``: the model's own
+    ``example_inputs()``, or nothing captured), in eval mode without autograd."""
+    if example_inputs is None:
+        maker = getattr(model, "example_inputs", None)
+        if not callable(maker):
+            return {}
+        example_inputs = maker()
+    seen: dict[str, Tensor] = {}
+
+    def hook(name: str) -> Any:
+        return lambda module, args: seen.setdefault(name, args[0].detach().clone())
+
+    handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        with inference(model):
+            call(model, map_tensors(example_inputs, lambda t: t.to(device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
-from deepshrink.eval._inputs import inference
+from deepshrink.eval._inputs import layer_inputs
 from deepshrink.factorize._method import Method, method_for
 from deepshrink.factorize.config import FactorizationConfig
 from deepshrink.factorize.conv import CPConv2d, SeparableConv2d, TuckerConv2d
@@ -37,7 +37,6 @@ from deepshrink.factorize.svd import SVDLinear
 from deepshrink.factorize.tt import TTLinear
 from deepshrink.graph import record
 from deepshrink.graph.coverage import measure_coverage, report_coverage
-from deepshrink.graph.io import call, map_tensors
 from deepshrink.graph.layers import is_transposed_linear, replace_blocker, weight_slots
 
 __all__ = ["apply_plan_", "factorize_", "plan_factorization", "select_layers"]
@@ -102,31 +101,6 @@ def select_layers(
         if any(fnmatch.fnmatchcase(name, p) for p in wanted)
         and not any(fnmatch.fnmatchcase(name, p) for p in unwanted)
     }
-
-
-def _layer_inputs(
-    model: nn.Module, layers: dict[str, nn.Module], example_inputs: Any
-) -> dict[str, Tensor]:
-    """The first positional input each of ``layers`` receives when ``model`` runs once."""
-    if example_inputs is None:
-        maker = getattr(model, "example_inputs", None)
-        if not callable(maker):
-            return {}
-        example_inputs = maker()
-    seen: dict[str, Tensor] = {}
-
-    def hook(name: str) -> Any:
-        return lambda module, args: seen.setdefault(name, args[0].detach().clone())
-
-    handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        with inference(model):
-            call(model, map_tensors(example_inputs, lambda t: t.to(device)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
 
 
 def _input_for(name: str, layer: nn.Module, captured: dict[str, Tensor]) -> Tensor | None:
@@ -194,7 +168,7 @@ def plan_factorization(
                 f"({config.to_dict()}); name the layers with include="
             )
     blocked = _blockers(model)
-    captured = _layer_inputs(model, layers, example_inputs)
+    captured = layer_inputs(model, layers, example_inputs)
     plan = []
     for name, layer in layers.items():
         if name in blocked:

@@ -4,7 +4,7 @@ An unstructured-pruned ``nn.Linear`` still multiplies every zero. Stored as a CS
 product skips them: on an AVX2 CPU a 90 %-sparse LeNet-300-100 runs faster at batch 64 and
 *slower* at batch 1 (the sparse kernel's fixed cost). So nothing is converted on faith:
 :func:`sparse_linear_` times each candidate layer both ways on its own input, side by side in one
-process (:func:`deepshrink.eval.timing.side_by_side`: alternating, thread CPU time, a 95 %
+process (:func:`deepshrink.eval.timing.compare_calls`: alternating, thread CPU time, a 95 %
 bootstrap interval), and swaps in :class:`SparseLinear` only where the interval says faster by
 more than the noise margin. Every layer considered is reported, converted or not, with its
 measured ratio.
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from deepshrink.errors import ConfigError
+from deepshrink.eval._inputs import layer_inputs
 
 __all__ = ["SparseDecision", "SparseLinear", "sparse_linear_"]
 
@@ -94,24 +95,6 @@ class SparseDecision:
         return asdict(self)
 
 
-def _layer_inputs(model: nn.Module, names: list[str], example: Any) -> dict[str, Tensor]:
-    """The input each named layer receives when ``model`` runs on ``example``."""
-    seen: dict[str, Tensor] = {}
-    handles = [
-        model.get_submodule(name).register_forward_pre_hook(
-            lambda _m, args, name=name: seen.setdefault(name, args[0].detach())
-        )
-        for name in names
-    ]
-    try:
-        with torch.no_grad():
-            model(*example) if isinstance(example, tuple) else model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
-
-
 def _timed(dense: nn.Linear, sparse: SparseLinear, x: Tensor, rounds: int) -> Any:
     """The sparse layer against the dense one on ``x``: alternating, thread CPU time, calls
     repeated to outlast the clock's granularity (:func:`~deepshrink.eval.timing.compare_calls`)."""
@@ -158,7 +141,8 @@ def sparse_linear_(
     decisions: list[SparseDecision] = []
     sparsities = {n: float((m.weight == 0).float().mean()) for n, m in linears.items()}
     candidates = [n for n, s in sparsities.items() if s >= min_sparsity]
-    inputs = _layer_inputs(model, candidates, example_inputs) if candidates else {}
+    chosen = {name: linears[name] for name in candidates}
+    inputs = layer_inputs(model, chosen, example_inputs) if candidates else {}
     measure = timer or _timed
     swaps: dict[str, SparseLinear] = {}  # applied once every decision stands
     for name, layer in linears.items():
