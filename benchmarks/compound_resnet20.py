@@ -19,32 +19,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from _common import write_result
+from channel_speed_ort import speed
 
 import deepshrink as ds
-from deepshrink.eval.agreement import predicted_classes
-from deepshrink.eval.timing import compare_calls
-from deepshrink.export.files import evaluate_file, file_calls, file_forward
+from deepshrink.eval.agreement import predicted_classes, wilson
+from deepshrink.export.files import evaluate_file, file_forward
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wilson(correct: int, total: int) -> tuple[float, float]:
-    """The 95 % Wilson interval of ``correct / total``."""
-    z = 1.959964
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * ((p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5) / (1 + z * z / total)
-    return centre - half, centre + half
-
-
-def speeds(baseline: Path, candidate: Path, example: torch.Tensor) -> dict[str, Any]:
-    measured = compare_calls(file_calls(baseline, example), file_calls(candidate, example),
-                             batch_sizes=(1, 32), threads=1)  # fmt: skip
-    return {str(size): speed.to_dict() for size, speed in measured.items()}
 
 
 def main() -> None:
@@ -75,9 +59,9 @@ def main() -> None:
             "changed_vs_dense": changed,
         }  # fmt: skip
         if name != "dense fp32":
-            rows[name]["vs_dense"] = speeds(dense, path, example)
+            rows[name]["vs_dense"] = speed(dense, path, example)
         print(name, f"{result.top1:.2%}", rows[name].get("vs_dense", {}))
-    rows["pruned int8"]["vs_pruned_fp32"] = speeds(files["pruned fp32"], files["pruned int8"],
+    rows["pruned int8"]["vs_pruned_fp32"] = speed(files["pruned fp32"], files["pruned int8"],
                                                    example)  # fmt: skip
     print("int8 vs pruned fp32", rows["pruned int8"]["vs_pruned_fp32"])
     pruned, _ = ds.load_checkpoint(args.run / "model.safetensors")

@@ -128,14 +128,6 @@ def test_plan_applies_structural_stages_to_a_copy(tmp_path: Path) -> None:
     assert all(a.equal(b) for a, b in zip(before, prepared.model.parameters(), strict=True))
 
 
-def _standalone(path: Path, document: dict) -> dict:
-    """``document`` with its checkpoint path made absolute (relative to the shipped recipe)."""
-    checkpoint = document["model"].get("checkpoint")
-    if checkpoint:
-        document["model"]["checkpoint"] = str((path.parent / checkpoint).resolve())
-    return document
-
-
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_recipe_passes_plan(
     path: Path, capsys, shared_root: Path, monkeypatch: pytest.MonkeyPatch
@@ -183,7 +175,10 @@ def test_every_shipped_recipe_runs_end_to_end_on_small_data(
     import yaml
 
     monkeypatch.setenv("DEEPSHRINK_DATA", str(shared_root))
-    document = _standalone(path, _shrunk(yaml.safe_load(path.read_text())))
+    document = _shrunk(yaml.safe_load(path.read_text()))
+    checkpoint = document["model"].get("checkpoint")
+    if checkpoint:  # relative to the shipped recipe's folder
+        document["model"]["checkpoint"] = str((path.parent / checkpoint).resolve())
     small = tmp_path / path.name
     small.write_text(yaml.safe_dump(document, sort_keys=False))
     result = run_recipe(small, tmp_path / "run", progress=False)
