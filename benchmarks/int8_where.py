@@ -20,13 +20,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from _common import write_result
 
 import deepshrink as ds
 from deepshrink.eval.timing import compare_calls
+from deepshrink.export._ort import _reader, graph_inputs
 from deepshrink.export._qdq import unsigned_weights
 from deepshrink.export.files import file_calls
 
@@ -48,21 +48,6 @@ VARIANTS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
 }
 
 
-def calibration_reader(images: torch.Tensor, name: str) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(
-                [{name: images[i : i + 32].numpy()} for i in range(0, len(images), 32)]
-            )
-
-        def get_next(self) -> dict[str, Any] | None:
-            return next(self.batches, None)
-
-    return Reader()
-
-
 def quantized(source: Path, target: Path, images: torch.Tensor, keep: tuple[str, ...],
               signed: bool, reduce_range: bool) -> Path:  # fmt: skip
     import onnx
@@ -71,8 +56,9 @@ def quantized(source: Path, target: Path, images: torch.Tensor, keep: tuple[str,
     nodes = [n.name for n in onnx.load(str(source)).graph.node]
     excluded = [n for n in nodes if any(fragment in n for fragment in keep)]
     raw = target.with_suffix(".raw.onnx")
+    batches = [images[i : i + 32] for i in range(0, len(images), 32)]
     quantize_static(
-        str(source), str(raw), calibration_reader(images, "input"),
+        str(source), str(raw), _reader(batches, graph_inputs(source)),
         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8, reduce_range=reduce_range, nodes_to_exclude=excluded,
     )  # fmt: skip
