@@ -24,22 +24,9 @@ from _common import write_result
 import deepshrink as ds
 from deepshrink.errors import ConfigError
 from deepshrink.eval.agreement import predicted_classes
-from deepshrink.eval.timing import compare_calls
+from deepshrink.eval.timing import compare_speed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def model_calls(model: torch.nn.Module) -> Any:
-    def at(size: int) -> Any:
-        x = torch.rand(size, 1, 28, 28)
-
-        def run() -> Any:
-            with torch.no_grad():
-                return model(x)
-
-        return run
-
-    return at
 
 
 def main() -> None:
@@ -57,7 +44,7 @@ def main() -> None:
             rows[str(size)] = {"refused": str(refusal)}
             print(size, "refused:", refusal)
             continue
-        speed = compare_calls(model_calls(dense), model_calls(model), batch_sizes=(size,))[size]
+        speed = compare_speed(dense, model, torch.rand(1, 1, 28, 28), batch_sizes=(size,))[size]
         with torch.no_grad():
             changed = int((predicted_classes(model, data.test) != reference).sum())
         rows[str(size)] = {

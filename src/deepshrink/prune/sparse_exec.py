@@ -4,7 +4,7 @@ An unstructured-pruned ``nn.Linear`` still multiplies every zero. Stored as a CS
 product skips them: on an AVX2 CPU a 90 %-sparse LeNet-300-100 runs faster at batch 64 and
 *slower* at batch 1 (the sparse kernel's fixed cost). So nothing is converted on faith:
 :func:`sparse_linear_` times each candidate layer both ways on its own input, side by side in one
-process (:func:`deepshrink.eval.timing.compare_calls`: alternating, thread CPU time, a 95 %
+process (:func:`deepshrink.eval.timing.compare_speed`: alternating, thread CPU time, a 95 %
 bootstrap interval), and swaps in :class:`SparseLinear` only where the interval says faster by
 more than the noise margin. Every layer considered is reported, converted or not, with its
 measured ratio.
@@ -96,19 +96,12 @@ class SparseDecision:
 
 
 def _timed(dense: nn.Linear, sparse: SparseLinear, x: Tensor, rounds: int) -> Any:
-    """The sparse layer against the dense one on ``x``: alternating, thread CPU time, calls
-    repeated to outlast the clock's granularity (:func:`~deepshrink.eval.timing.compare_calls`)."""
-    from deepshrink.eval.timing import compare_calls
-
-    def calls(module: nn.Module) -> Callable[[int], Callable[[], Any]]:
-        def run() -> Any:
-            with torch.no_grad():
-                return module(x)
-
-        return lambda _size: run
+    """The sparse layer against the dense one on ``x``, one thread, alternating, thread CPU
+    time (:func:`~deepshrink.eval.timing.compare_speed`)."""
+    from deepshrink.eval.timing import compare_speed
 
     size = x.shape[0]
-    return compare_calls(calls(dense), calls(sparse), batch_sizes=(size,), rounds=rounds)[size]
+    return compare_speed(dense, sparse, x, batch_sizes=(size,), rounds=rounds)[size]
 
 
 def sparse_linear_(
